@@ -1,0 +1,65 @@
+"""cnnext.conv2d: torch.nn.functional.conv2d's interface on cnnext's kernels.
+
+Argument handling follows F.conv2d: ints or pairs, padding='valid'/'same' (asymmetric for even kernels,
+as PyTorch pads), unbatched (C, H, W) input. The shape, dtype and device checks are done once, in C++
+(csrc/conv_params.h), before any kernel runs.
+"""
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from . import ops  # noqa: F401  (registers the ops)
+
+
+def _pair(value, name):
+    values = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value, value)
+    if len(values) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"conv2d: expected {name} to be an int or a pair of ints, but got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def same_padding(kernel_size, dilation):
+    """Per dimension (before, after) padding that keeps the size at stride 1, split like PyTorch's."""
+    totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+    return [(t // 2, t - t // 2) for t in totals]
+
+
+def _resolve_padding(padding, input, weight, stride, dilation):
+    """Returns (input, symmetric padding pair); 'same' with an even kernel pads the extra row/column here."""
+    if not isinstance(padding, str):
+        return input, _pair(padding, "padding")
+    if padding == "valid":
+        return input, (0, 0)
+    if padding != "same":
+        raise RuntimeError(f"conv2d: invalid padding string {padding!r}, expected 'valid', 'same', an int or a pair")
+    if stride != (1, 1):
+        raise RuntimeError(f"conv2d: padding='same' is not supported for strided convolutions, got stride={stride}")
+    if weight.dim() != 4:
+        return input, (0, 0)  # the C++ check reports the bad weight
+    (top, bottom), (left, right) = same_padding(weight.shape[2:], dilation)
+    if bottom != top or right != left:
+        input = F.pad(input, (0, right - left, 0, bottom - top))
+    return input, (top, left)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Applies a 2-D convolution over an input image; same arguments and results as F.conv2d."""
+    for name, value in (("input", input), ("weight", weight)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"conv2d: expected {name} to be a Tensor, but got {type(value).__name__}")
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise TypeError(f"conv2d: expected bias to be a Tensor or None, but got {type(bias).__name__}")
+    if input.dim() not in (3, 4):
+        raise RuntimeError(
+            f"conv2d: expected 3-D (unbatched C, H, W) or 4-D (batched N, C, H, W) input, but got input of size "
+            f"{list(input.shape)}")
+    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool):
+        raise TypeError(f"conv2d: expected groups to be an int, but got {groups!r}")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    unbatched = input.dim() == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    input, padding = _resolve_padding(padding, input, weight, stride, dilation)
+    out = torch.ops.cnnext.conv2d(input, weight, bias, stride, padding, dilation, int(groups))
+    return out.squeeze(0) if unbatched else out

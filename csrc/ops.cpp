@@ -1,0 +1,22 @@
+// Every op schema of cnnext, in one place. Kernels register per dispatch key in cpu/ and cuda/;
+// autograd and fake (meta) kernels are registered from Python in cnnext/ops.py.
+#include <Python.h>
+#include <torch/library.h>
+
+// Importing cnnext._C loads this library, which runs the TORCH_LIBRARY registrations below.
+extern "C" {
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(cnnext, m) {
+  m.def(
+      "conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups) -> Tensor");
+  // Gradients not asked for in output_mask come back as empty tensors (size 0).
+  m.def(
+      "conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+}
