@@ -7,6 +7,6 @@
 """
 from . import naive, ops
 from .functional import conv2d
-from .nn import Conv2d, NaiveConv2d, conv2d_class, convert
+from .nn import Conv2d, NaiveConv2d, convert, layer_class
 
-__all__ = ["conv2d", "Conv2d", "NaiveConv2d", "conv2d_class", "convert", "naive", "ops"]
+__all__ = ["conv2d", "Conv2d", "NaiveConv2d", "convert", "layer_class", "naive", "ops"]

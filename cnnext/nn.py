@@ -19,14 +19,22 @@ class Conv2d(nn.Conv2d):
         return functional.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-CONV2D_BY_BACKEND = {"torch": nn.Conv2d, "cnnext": Conv2d, "naive": NaiveConv2d}
+# The layer classes each backend builds models from. 'naive' runs the hand-written loops where it has them.
+LAYERS = {
+    "torch": {"Conv2d": nn.Conv2d, "MaxPool2d": nn.MaxPool2d, "AvgPool2d": nn.AvgPool2d},
+    "cnnext": {"Conv2d": Conv2d, "MaxPool2d": nn.MaxPool2d, "AvgPool2d": nn.AvgPool2d},
+    "naive": {"Conv2d": NaiveConv2d, "MaxPool2d": nn.MaxPool2d, "AvgPool2d": nn.AvgPool2d},
+}
+CONV2D_CLASSES = tuple(layers["Conv2d"] for layers in LAYERS.values())
 
 
-def conv2d_class(backend):
-    """The Conv2d module class of a backend: 'cnnext', 'torch' or 'naive'."""
-    if backend not in CONV2D_BY_BACKEND:
-        raise ValueError(f"unknown backend {backend!r}, expected one of {sorted(CONV2D_BY_BACKEND)}")
-    return CONV2D_BY_BACKEND[backend]
+def layer_class(name, backend):
+    """The module class `name` ('Conv2d', 'MaxPool2d', 'AvgPool2d') of `backend` ('cnnext', 'torch', 'naive')."""
+    if backend not in LAYERS:
+        raise ValueError(f"unknown backend {backend!r}, expected one of {sorted(LAYERS)}")
+    if name not in LAYERS[backend]:
+        raise ValueError(f"unknown layer {name!r}, expected one of {sorted(LAYERS[backend])}")
+    return LAYERS[backend][name]
 
 
 def _rebuild(module, cls):
@@ -37,12 +45,12 @@ def _rebuild(module, cls):
 
 def convert(model, backend="cnnext"):
     """Swaps every Conv2d of `model` (in place, sharing its parameters) for `backend`'s; returns the model."""
-    target = conv2d_class(backend)
+    target = layer_class("Conv2d", backend)
     for name, child in model.named_children():
-        if type(child) in CONV2D_BY_BACKEND.values() and type(child) is not target:
+        if type(child) in CONV2D_CLASSES and type(child) is not target:
             setattr(model, name, _rebuild(child, target))
         else:
             convert(child, backend)
-    if type(model) in CONV2D_BY_BACKEND.values() and type(model) is not target:
+    if type(model) in CONV2D_CLASSES and type(model) is not target:
         return _rebuild(model, target)
     return model
