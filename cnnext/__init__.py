@@ -6,7 +6,8 @@
     model = cnnext.convert(torchvision_like_model)             # every nn.Conv2d now runs on cnnext
 """
 from . import naive, ops
-from .functional import conv2d
-from .nn import Conv2d, NaiveConv2d, convert, layer_class
+from .functional import avg_pool2d, conv1d, conv2d, conv3d, max_pool2d
+from .nn import AvgPool2d, Conv1d, Conv2d, Conv3d, MaxPool2d, NaiveConv2d, convert, layer_class
 
-__all__ = ["conv2d", "Conv2d", "NaiveConv2d", "convert", "layer_class", "naive", "ops"]
+__all__ = ["conv1d", "conv2d", "conv3d", "max_pool2d", "avg_pool2d", "Conv1d", "Conv2d", "Conv3d", "MaxPool2d",
+           "AvgPool2d", "NaiveConv2d", "convert", "layer_class", "naive", "ops"]

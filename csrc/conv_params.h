@@ -3,6 +3,9 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <array>
+#include <vector>
+
 namespace cnnext {
 
 struct Conv2dParams {
@@ -91,6 +94,115 @@ inline void check_grad_output(const at::Tensor& grad_output, const Conv2dShape& 
   TORCH_CHECK(grad_output.scalar_type() == input.scalar_type() && grad_output.device() == input.device(),
               "conv2d_backward: expected grad_output with dtype ", input.scalar_type(), " on ", input.device(),
               ", but got ", grad_output.scalar_type(), " on ", grad_output.device());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The same checks for any number of spatial dimensions (Conv3d uses them; `op` names the caller in errors).
+
+template <int N>
+struct ConvNdParams {
+  std::array<int64_t, N> stride, pad, dil;
+  int64_t groups;
+
+  static ConvNdParams from(const char* op, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                           int64_t groups) {
+    TORCH_CHECK(stride.size() == N && padding.size() == N && dilation.size() == N, op,
+                ": stride, padding and dilation must have ", N, " elements each, got stride=", stride,
+                ", padding=", padding, ", dilation=", dilation);
+    ConvNdParams p{};
+    for (int i = 0; i < N; ++i) {
+      TORCH_CHECK(stride[i] >= 1, op, ": stride must be >= 1, but got stride=", stride);
+      TORCH_CHECK(dilation[i] >= 1, op, ": dilation must be >= 1, but got dilation=", dilation);
+      TORCH_CHECK(padding[i] >= 0, op, ": padding must be >= 0, but got padding=", padding);
+      p.stride[i] = stride[i];
+      p.pad[i] = padding[i];
+      p.dil[i] = dilation[i];
+    }
+    TORCH_CHECK(groups >= 1, op, ": groups must be >= 1, but got groups=", groups);
+    p.groups = groups;
+    return p;
+  }
+};
+
+template <int N>
+struct ConvNdShape {
+  int64_t n, c, k;                  // batch, input channels, output channels
+  std::array<int64_t, N> in, kernel, out;  // spatial sizes of input, weight and output
+
+  int64_t in_pixels() const { return product(in); }
+  int64_t out_pixels() const { return product(out); }
+  int64_t kernel_taps() const { return product(kernel); }
+  static int64_t product(const std::array<int64_t, N>& a) {
+    int64_t r = 1;
+    for (auto v : a) r *= v;
+    return r;
+  }
+};
+
+inline void check_floating_dense(const char* op, const at::Tensor& t, const char* name) {
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, ": expected ", name,
+              " to have a floating-point dtype (float64, float32, float16 or bfloat16), but got ", t.scalar_type());
+  TORCH_CHECK(t.layout() == at::kStrided, op, ": expected ", name, " to be a dense (strided) tensor, but got layout ",
+              t.layout());
+}
+
+template <int N>
+ConvNdShape<N> check_conv(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                          const std::optional<at::Tensor>& bias, const ConvNdParams<N>& p) {
+  TORCH_CHECK(input.dim() == N + 2, op, ": expected input to be ", N + 2, "-D (N, C, ", N == 3 ? "D, H, W" : "...",
+              "), but got input of size ", input.sizes());
+  TORCH_CHECK(weight.dim() == N + 2, op, ": expected weight to be ", N + 2,
+              "-D (out_channels, in_channels/groups, kernel...), but got weight of size ", weight.sizes());
+  check_floating_dense(op, input, "input");
+  check_floating_dense(op, weight, "weight");
+  TORCH_CHECK(input.scalar_type() == weight.scalar_type(), op,
+              ": expected input and weight to have the same dtype, but got input ", input.scalar_type(),
+              " and weight ", weight.scalar_type());
+  TORCH_CHECK(input.device() == weight.device(), op, ": expected input and weight on the same device, but got input on ",
+              input.device(), " and weight on ", weight.device());
+  ConvNdShape<N> s{input.size(0), input.size(1), weight.size(0), {}, {}, {}};
+  bool nonzero_kernel = true;
+  for (int i = 0; i < N; ++i) {
+    s.in[i] = input.size(2 + i);
+    s.kernel[i] = weight.size(2 + i);
+    nonzero_kernel = nonzero_kernel && s.kernel[i] > 0;
+  }
+  TORCH_CHECK(s.k % p.groups == 0, op, ": groups=", p.groups,
+              " must divide out_channels (weight.size(0)), but got weight of size ", weight.sizes());
+  TORCH_CHECK(s.k > 0 && weight.size(1) > 0 && nonzero_kernel, op,
+              ": expected weight with non-zero sizes, but got weight of size ", weight.sizes());
+  TORCH_CHECK(s.c == weight.size(1) * p.groups, op, ": with groups=", p.groups, ", weight of size ", weight.sizes(),
+              " expects input with ", weight.size(1) * p.groups,
+              " channels (weight.size(1) * groups), but got input of size ", input.sizes());
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == s.k, op, ": expected bias of size [", s.k,
+                "] (out_channels), but got bias of size ", bias->sizes());
+    TORCH_CHECK(bias->scalar_type() == input.scalar_type(), op, ": expected bias to have dtype ", input.scalar_type(),
+                " like input, but got ", bias->scalar_type());
+    TORCH_CHECK(bias->device() == input.device(), op, ": expected bias on ", input.device(),
+                " like input, but got bias on ", bias->device());
+  }
+  for (int i = 0; i < N; ++i) {
+    const int64_t padded = s.in[i] + 2 * p.pad[i], dilated = p.dil[i] * (s.kernel[i] - 1) + 1;
+    TORCH_CHECK(padded >= dilated, op, ": the padded input (size ", padded, " in spatial dimension ", i,
+                ") is smaller than the dilated kernel (size ", dilated, "): input of size ", input.sizes(),
+                ", weight of size ", weight.sizes(), ", padding ", at::IntArrayRef(p.pad), ", dilation ",
+                at::IntArrayRef(p.dil));
+    s.out[i] = (padded - dilated) / p.stride[i] + 1;
+  }
+  return s;
+}
+
+template <int N>
+void check_conv_grad_output(const char* op, const at::Tensor& grad_output, const ConvNdShape<N>& s,
+                            const at::Tensor& input) {
+  std::vector<int64_t> expected{s.n, s.k};
+  expected.insert(expected.end(), s.out.begin(), s.out.end());
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op, ": expected grad_output of size ",
+              at::IntArrayRef(expected), ", but got ", grad_output.sizes());
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type() && grad_output.device() == input.device(), op,
+              ": expected grad_output with dtype ", input.scalar_type(), " on ", input.device(), ", but got ",
+              grad_output.scalar_type(), " on ", grad_output.device());
 }
 
 }  // namespace cnnext

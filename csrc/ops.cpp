@@ -19,4 +19,24 @@ TORCH_LIBRARY(cnnext, m) {
   m.def(
       "conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, "
       "int[2] padding, int[2] dilation, int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+
+  m.def(
+      "conv3d(Tensor input, Tensor weight, Tensor? bias, int[3] stride, int[3] padding, "
+      "int[3] dilation, int groups) -> Tensor");
+  m.def(
+      "conv3d_backward(Tensor grad_output, Tensor input, Tensor weight, int[3] stride, "
+      "int[3] padding, int[3] dilation, int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  // Pooling: indices are int64 positions h * W + w within each (image, channel) plane, as in PyTorch.
+  m.def(
+      "max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
+      "bool ceil_mode) -> (Tensor, Tensor)");
+  m.def(
+      "max_pool2d_backward(Tensor grad_output, Tensor input, Tensor indices, int[2] kernel_size, "
+      "int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode) -> Tensor");
+  m.def(
+      "avg_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode, "
+      "bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def(
+      "avg_pool2d_backward(Tensor grad_output, Tensor input, int[2] kernel_size, int[2] stride, "
+      "int[2] padding, bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
 }

@@ -1,0 +1,253 @@
+// MaxPool2d and AvgPool2d on the CPU: one task per (image, channel) plane, so every thread writes its own
+// planes and forward and backward give the same result on every run. Windows follow PyTorch exactly
+// (the flat h * W + w index per plane, NaN wins a max, the ceil_mode and divisor rules), so outputs,
+// gradients and returned indices match F.max_pool2d / F.avg_pool2d.
+// float16/bfloat16 run through float32 (exact for max, a float accumulator for the average).
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+
+#include "../pool_params.h"
+
+namespace cnnext::cpu {
+namespace {
+
+// Enough planes per task that a task is worth starting a thread for.
+int64_t plane_grain(int64_t work_per_plane) {
+  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_plane));
+}
+
+bool is_reduced_float(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
+// One window along one axis: the first input position, one past the last, stepping by `dil`,
+// with the start moved into the input (PyTorch's convention for which index a window reports).
+struct Window {
+  int64_t begin, end;
+};
+
+Window max_window(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t dil, int64_t size) {
+  int64_t begin = o * stride - pad;
+  const int64_t end = std::min(begin + (kernel - 1) * dil + 1, size);
+  while (begin < 0) begin += dil;
+  return {begin, end};
+}
+
+template <typename T>
+void max_pool2d_planes(const T* x, T* y, int64_t* indices, const Pool2dShape& s, const Pool2dParams& p) {
+  const int64_t in_plane = s.h * s.w, out_plane = s.ho * s.wo;
+  at::parallel_for(0, s.planes(), plane_grain(out_plane * p.kernel_h * p.kernel_w), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const T* xp = x + plane * in_plane;
+      T* yp = y + plane * out_plane;
+      int64_t* ip = indices + plane * out_plane;
+      for (int64_t oh = 0; oh < s.ho; ++oh) {
+        const auto hw = max_window(oh, p.stride_h, p.pad_h, p.kernel_h, p.dil_h, s.h);
+        for (int64_t ow = 0; ow < s.wo; ++ow) {
+          const auto ww = max_window(ow, p.stride_w, p.pad_w, p.kernel_w, p.dil_w, s.w);
+          int64_t best_index = hw.begin * s.w + ww.begin;
+          T best = -std::numeric_limits<T>::infinity();
+          for (int64_t ih = hw.begin; ih < hw.end; ih += p.dil_h) {
+            for (int64_t iw = ww.begin; iw < ww.end; iw += p.dil_w) {
+              const int64_t index = ih * s.w + iw;
+              const T value = xp[index];
+              if (value > best || std::isnan(value)) {
+                best = value;
+                best_index = index;
+              }
+            }
+          }
+          yp[oh * s.wo + ow] = best;
+          ip[oh * s.wo + ow] = best_index;
+        }
+      }
+    }
+  });
+}
+
+// grad_input[plane][indices[o]] += grad_output[o], plane by plane (each plane is one thread's).
+template <typename T>
+void max_pool2d_backward_planes(const T* go, const int64_t* indices, T* gx, const Pool2dShape& s) {
+  const int64_t in_plane = s.h * s.w, out_plane = s.ho * s.wo;
+  at::parallel_for(0, s.planes(), plane_grain(out_plane), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const T* gop = go + plane * out_plane;
+      const int64_t* ip = indices + plane * out_plane;
+      T* gxp = gx + plane * in_plane;
+      for (int64_t o = 0; o < out_plane; ++o) {
+        TORCH_CHECK(ip[o] >= 0 && ip[o] < in_plane, "max_pool2d_backward: found index ", ip[o],
+                    " in indices, outside the input plane of ", s.h, " x ", s.w, " = ", in_plane, " elements");
+        gxp[ip[o]] += gop[o];
+      }
+    }
+  });
+}
+
+// An average-pooling window: the part inside the input, and what the sum is divided by.
+struct AvgWindow {
+  int64_t h0, h1, w0, w1, divisor;
+};
+
+AvgWindow avg_window(int64_t oh, int64_t ow, const Pool2dShape& s, const Pool2dParams& p, bool count_include_pad,
+                     const std::optional<int64_t>& divisor_override) {
+  int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
+  int64_t h1 = std::min(h0 + p.kernel_h, s.h + p.pad_h), w1 = std::min(w0 + p.kernel_w, s.w + p.pad_w);
+  const int64_t padded_count = (h1 - h0) * (w1 - w0);  // the window clipped to the padded input
+  h0 = std::max<int64_t>(h0, 0);
+  w0 = std::max<int64_t>(w0, 0);
+  h1 = std::min(h1, s.h);
+  w1 = std::min(w1, s.w);
+  const int64_t divisor = divisor_override.has_value() ? *divisor_override
+                          : count_include_pad          ? padded_count
+                                                       : (h1 - h0) * (w1 - w0);
+  return {h0, h1, w0, w1, divisor};
+}
+
+template <typename T>
+void avg_pool2d_planes(const T* x, T* y, const Pool2dShape& s, const Pool2dParams& p, bool count_include_pad,
+                       const std::optional<int64_t>& divisor_override) {
+  const int64_t in_plane = s.h * s.w, out_plane = s.ho * s.wo;
+  at::parallel_for(0, s.planes(), plane_grain(out_plane * p.kernel_h * p.kernel_w), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const T* xp = x + plane * in_plane;
+      T* yp = y + plane * out_plane;
+      for (int64_t oh = 0; oh < s.ho; ++oh) {
+        for (int64_t ow = 0; ow < s.wo; ++ow) {
+          const auto win = avg_window(oh, ow, s, p, count_include_pad, divisor_override);
+          if (win.h0 >= win.h1 || win.w0 >= win.w1) {  // a ceil_mode window entirely in the padding
+            yp[oh * s.wo + ow] = T(0);
+            continue;
+          }
+          T sum = 0;
+          for (int64_t ih = win.h0; ih < win.h1; ++ih) {
+            for (int64_t iw = win.w0; iw < win.w1; ++iw) sum += xp[ih * s.w + iw];
+          }
+          yp[oh * s.wo + ow] = sum / static_cast<T>(win.divisor);
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void avg_pool2d_backward_planes(const T* go, T* gx, const Pool2dShape& s, const Pool2dParams& p,
+                                bool count_include_pad, const std::optional<int64_t>& divisor_override) {
+  const int64_t in_plane = s.h * s.w, out_plane = s.ho * s.wo;
+  at::parallel_for(0, s.planes(), plane_grain(out_plane * p.kernel_h * p.kernel_w), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const T* gop = go + plane * out_plane;
+      T* gxp = gx + plane * in_plane;
+      for (int64_t oh = 0; oh < s.ho; ++oh) {
+        for (int64_t ow = 0; ow < s.wo; ++ow) {
+          const auto win = avg_window(oh, ow, s, p, count_include_pad, divisor_override);
+          const T share = gop[oh * s.wo + ow] / static_cast<T>(win.divisor);
+          for (int64_t ih = win.h0; ih < win.h1; ++ih) {
+            for (int64_t iw = win.w0; iw < win.w1; ++iw) gxp[ih * s.w + iw] += share;
+          }
+        }
+      }
+    }
+  });
+}
+
+// Planes kernels work on contiguous NCHW float/double; results go back to the input's dtype and layout.
+at::Tensor as_planes(const at::Tensor& t) {
+  return (is_reduced_float(t) ? t.to(at::kFloat) : t).contiguous();
+}
+
+at::Tensor like_input(const at::Tensor& result, const at::Tensor& input) {
+  return result.to(input.scalar_type()).contiguous(input.suggest_memory_format());
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                                      at::IntArrayRef stride, at::IntArrayRef padding,
+                                                      at::IntArrayRef dilation, bool ceil_mode) {
+  const auto p = Pool2dParams::from("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode);
+  const auto s = check_pool2d("max_pool2d", input, p);
+  const auto x = as_planes(input);
+  auto out = at::empty({s.n, s.c, s.ho, s.wo}, x.options());
+  auto indices = at::empty({s.n, s.c, s.ho, s.wo}, x.options().dtype(at::kLong));
+  if (s.n > 0) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cnnext_max_pool2d", [&] {
+      max_pool2d_planes(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), s, p);
+    });
+  }
+  return {like_input(out, input), indices.contiguous(input.suggest_memory_format())};
+}
+
+at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& indices,
+                               at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, bool ceil_mode) {
+  constexpr const char* op = "max_pool2d_backward";
+  const auto p = Pool2dParams::from(op, kernel_size, stride, padding, dilation, ceil_mode);
+  const auto s = check_pool2d(op, input, p);
+  check_like_output(op, grad_output, "grad_output", s, input);
+  check_like_output(op, indices, "indices", s, input);
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), op, ": expected grad_output with dtype ",
+              input.scalar_type(), " like input, but got ", grad_output.scalar_type());
+  TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": expected indices with dtype int64 (Long), but got ",
+              indices.scalar_type());
+  const auto go = as_planes(grad_output);
+  auto grad_input = at::zeros({s.n, s.c, s.h, s.w}, go.options());
+  if (s.n > 0) {
+    const auto idx = indices.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "cnnext_max_pool2d_backward", [&] {
+      max_pool2d_backward_planes(go.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), grad_input.data_ptr<scalar_t>(),
+                                 s);
+    });
+  }
+  return like_input(grad_input, input);
+}
+
+at::Tensor avg_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                              at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                              std::optional<int64_t> divisor_override) {
+  const auto p = Pool2dParams::from("avg_pool2d", kernel_size, stride, padding, {1, 1}, ceil_mode);
+  check_divisor("avg_pool2d", divisor_override);
+  const auto s = check_pool2d("avg_pool2d", input, p);
+  const auto x = as_planes(input);
+  auto out = at::empty({s.n, s.c, s.ho, s.wo}, x.options());
+  if (s.n > 0) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cnnext_avg_pool2d", [&] {
+      avg_pool2d_planes(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), s, p, count_include_pad, divisor_override);
+    });
+  }
+  return like_input(out, input);
+}
+
+at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef kernel_size,
+                               at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
+                               bool count_include_pad, std::optional<int64_t> divisor_override) {
+  constexpr const char* op = "avg_pool2d_backward";
+  const auto p = Pool2dParams::from(op, kernel_size, stride, padding, {1, 1}, ceil_mode);
+  check_divisor(op, divisor_override);
+  const auto s = check_pool2d(op, input, p);
+  check_like_output(op, grad_output, "grad_output", s, input);
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), op, ": expected grad_output with dtype ",
+              input.scalar_type(), " like input, but got ", grad_output.scalar_type());
+  const auto go = as_planes(grad_output);
+  auto grad_input = at::zeros({s.n, s.c, s.h, s.w}, go.options());
+  if (s.n > 0) {
+    AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "cnnext_avg_pool2d_backward", [&] {
+      avg_pool2d_backward_planes(go.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), s, p, count_include_pad,
+                                 divisor_override);
+    });
+  }
+  return like_input(grad_input, input);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cnnext, CPU, m) {
+  m.impl("max_pool2d", &max_pool2d_forward);
+  m.impl("max_pool2d_backward", &max_pool2d_backward);
+  m.impl("avg_pool2d", &avg_pool2d_forward);
+  m.impl("avg_pool2d_backward", &avg_pool2d_backward);
+}
+
+}  // namespace cnnext::cpu
