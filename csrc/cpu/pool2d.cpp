@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "../pool_params.h"
 
@@ -70,19 +71,40 @@ void max_pool2d_planes(const T* x, T* y, int64_t* indices, const Pool2dShape& s,
   });
 }
 
+// Whether each output position along one axis has a window holding at least one input position. A window
+// can be empty only where dilation steps over an input smaller than the dilation: PyTorch then outputs
+// -inf with an index outside that window, which must receive no gradient.
+std::vector<char> nonempty_windows(int64_t out_size, int64_t stride, int64_t pad, int64_t kernel, int64_t dil,
+                                   int64_t size) {
+  std::vector<char> nonempty(out_size);
+  for (int64_t o = 0; o < out_size; ++o) {
+    const auto win = max_window(o, stride, pad, kernel, dil, size);
+    nonempty[o] = win.begin < win.end;
+  }
+  return nonempty;
+}
+
 // grad_input[plane][indices[o]] += grad_output[o], plane by plane (each plane is one thread's).
 template <typename T>
-void max_pool2d_backward_planes(const T* go, const int64_t* indices, T* gx, const Pool2dShape& s) {
+void max_pool2d_backward_planes(const T* go, const int64_t* indices, T* gx, const Pool2dShape& s,
+                                const Pool2dParams& p) {
   const int64_t in_plane = s.h * s.w, out_plane = s.ho * s.wo;
+  const auto rows = nonempty_windows(s.ho, p.stride_h, p.pad_h, p.kernel_h, p.dil_h, s.h);
+  const auto cols = nonempty_windows(s.wo, p.stride_w, p.pad_w, p.kernel_w, p.dil_w, s.w);
   at::parallel_for(0, s.planes(), plane_grain(out_plane), [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const T* gop = go + plane * out_plane;
       const int64_t* ip = indices + plane * out_plane;
       T* gxp = gx + plane * in_plane;
-      for (int64_t o = 0; o < out_plane; ++o) {
-        TORCH_CHECK(ip[o] >= 0 && ip[o] < in_plane, "max_pool2d_backward: found index ", ip[o],
-                    " in indices, outside the input plane of ", s.h, " x ", s.w, " = ", in_plane, " elements");
-        gxp[ip[o]] += gop[o];
+      for (int64_t oh = 0; oh < s.ho; ++oh) {
+        if (!rows[oh]) continue;
+        for (int64_t ow = 0; ow < s.wo; ++ow) {
+          if (!cols[ow]) continue;
+          const int64_t o = oh * s.wo + ow;
+          TORCH_CHECK(ip[o] >= 0 && ip[o] < in_plane, "max_pool2d_backward: found index ", ip[o],
+                      " in indices, outside the input plane of ", s.h, " x ", s.w, " = ", in_plane, " elements");
+          gxp[ip[o]] += gop[o];
+        }
       }
     }
   });
@@ -198,7 +220,7 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
     const auto idx = indices.contiguous();
     AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "cnnext_max_pool2d_backward", [&] {
       max_pool2d_backward_planes(go.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), grad_input.data_ptr<scalar_t>(),
-                                 s);
+                                 s, p);
     });
   }
   return like_input(grad_input, input);
