@@ -91,8 +91,8 @@ def test_conv3d_reduced_precision(dtype):
 
 
 def test_gradcheck():
-    x = torch.randn(2, 4, 3, 4, 5, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(4, 2, 2, 3, 2, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(1, 4, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 2, 2, 2, 2, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, w, b: cnnext.conv3d(x, w, b, (1, 2, 1), (1, 1, 0), (1, 1, 2), 2),
                                     (x, w, b))

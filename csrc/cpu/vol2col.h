@@ -14,6 +14,11 @@
 
 namespace cnnext::cpu {
 
+// Rows per parallel task, so that a task copies enough values to be worth a thread.
+inline int64_t row_grain(int64_t values_per_row) {
+  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, values_per_row));
+}
+
 using Conv3dParams = ConvNdParams<3>;
 using Conv3dShape = ConvNdShape<3>;
 
@@ -25,7 +30,7 @@ void vol2col_ndhwc(const T* x, T* col, int64_t n, const Conv3dShape& s, const Co
   const auto [KT, KR, KS] = s.kernel;
   const int64_t cg = s.c / p.groups;
   // One task per output row (volume, do, ho): Wo column rows of G*T*R*S*Cg values each.
-  at::parallel_for(0, n * Do * Ho, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n * Do * Ho, row_grain(Wo * s.c * KT * KR * KS), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t img = row / (Do * Ho), od = row / Ho % Do, oh = row % Ho;
       const T* x_img = x + img * D * H * W * s.c;
@@ -69,7 +74,7 @@ void col2vol_ndhwc(const T* col, T* dx, int64_t n, const Conv3dShape& s, const C
   const auto [KT, KR, KS] = s.kernel;
   const int64_t cg = s.c / p.groups;
   const int64_t col_voxel = p.groups * KT * KR * KS * cg;  // one output voxel's column row
-  at::parallel_for(0, n * D * H, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n * D * H, row_grain(W * s.c * KT * KR * KS), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t img = row / (D * H), id = row / H % D, ih = row % H;
       const T* col_img = col + img * Do * Ho * Wo * col_voxel;
