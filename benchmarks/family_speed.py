@@ -111,14 +111,14 @@ def main(argv=None):
     warmup = 1 if args.quick else 2
 
     results = []
-    print(f"{'op':<11} {'pass':<16} {'case':<58} {'cnnext ms':>10} {'torch ms':>10} {'ratio':>6}")
+    print(f"{'op':<11} {'pass':<16} {'case':<72} {'cnnext ms':>10} {'torch ms':>10} {'ratio':>6}")
     for case in cases(args.quick):
         for backward in (False, True):
             ours_ms, torch_ms = time_case(case, backward, warmup, repeats)
             row = dict(op=case.op, case=case.describe(), pass_="forward+backward" if backward else "forward",
                        cnnext_ms=ours_ms, torch_ms=torch_ms, ratio=torch_ms / ours_ms)
             results.append(row)
-            print(f"{row['op']:<11} {row['pass_']:<16} {row['case']:<58} {ours_ms:>10.2f} {torch_ms:>10.2f} "
+            print(f"{row['op']:<11} {row['pass_']:<16} {row['case']:<72} {ours_ms:>10.2f} {torch_ms:>10.2f} "
                   f"{row['ratio']:>6.2f}", flush=True)
     if args.json:
         meta = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
