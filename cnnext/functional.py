@@ -43,13 +43,26 @@ def _resolve_padding(padding, input, weight, stride, dilation):
     return input, (top, left)
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """Applies a 2-D convolution over an input image; same arguments and results as F.conv2d."""
+def _check_tensors(input, weight, bias):
+    """What the dispatcher decides before the C++ checks can run: types, layout, one device."""
     for name, value in (("input", input), ("weight", weight)):
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"conv2d: expected {name} to be a Tensor, but got {type(value).__name__}")
     if bias is not None and not isinstance(bias, torch.Tensor):
         raise TypeError(f"conv2d: expected bias to be a Tensor or None, but got {type(bias).__name__}")
+    named = [("input", input), ("weight", weight)] + ([("bias", bias)] if bias is not None else [])
+    for name, tensor in named:
+        if tensor.layout != torch.strided:
+            raise RuntimeError(f"conv2d: expected {name} to be a dense (strided) tensor, but got layout {tensor.layout}")
+    devices = {name: tensor.device for name, tensor in named}
+    if len(set(devices.values())) > 1:
+        found = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise RuntimeError(f"conv2d: expected input, weight and bias on the same device, but got {found}")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Applies a 2-D convolution over an input image; same arguments and results as F.conv2d."""
+    _check_tensors(input, weight, bias)
     if input.dim() not in (3, 4):
         raise RuntimeError(
             f"conv2d: expected 3-D (unbatched C, H, W) or 4-D (batched N, C, H, W) input, but got input of size "
