@@ -155,6 +155,28 @@ def test_gradcheck(args):
     assert torch.autograd.gradcheck(lambda *t: cnnext.conv2d(*t, **args), (x, w, b))
 
 
+@pytest.mark.parametrize("args", [
+    dict(stride=1, padding=1, dilation=1, groups=1),
+    dict(stride=(2, 1), padding=(1, 0), dilation=(2, 1), groups=2),
+])
+def test_gradgradcheck(args):
+    x = torch.randn(2, 4, 6, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 4 // args["groups"], 3, 2, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda *t: cnnext.conv2d(*t, **args), (x, w, b))
+
+
+def test_gradient_penalty_matches_torch():
+    """Double backward as a WGAN-GP style penalty uses it: d/dw of |d out / d x|^2."""
+    x = torch.randn(2, 3, 7, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    penalties = []
+    for conv in (cnnext.conv2d, F.conv2d):
+        (grad_x,) = torch.autograd.grad(conv(x, w, padding=1).tanh().sum(), x, create_graph=True)
+        penalties.append(torch.autograd.grad(grad_x.square().sum(), w)[0])
+    torch.testing.assert_close(*penalties)
+
+
 def opcheck_samples():
     yield (torch.randn(2, 4, 7, 7), torch.randn(6, 4, 3, 3), torch.randn(6), [1, 1], [1, 1], [1, 1], 1)
     yield (torch.randn(1, 6, 9, 8, dtype=torch.float64), torch.randn(4, 3, 3, 2, dtype=torch.float64), None,
