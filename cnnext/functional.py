@@ -13,7 +13,8 @@ from . import ops  # noqa: F401  (registers the ops)
 
 
 def _pair(value, name):
-    values = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value, value)
+    values = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value,)
+    values = values * 2 if len(values) == 1 else values
     if len(values) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
         raise TypeError(f"conv2d: expected {name} to be an int or a pair of ints, but got {value!r}")
     return tuple(int(v) for v in values)
@@ -69,6 +70,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             f"{list(input.shape)}")
     if not isinstance(groups, numbers.Integral) or isinstance(groups, bool):
         raise TypeError(f"conv2d: expected groups to be an int, but got {groups!r}")
+    if input.is_complex():
+        return _complex_conv2d(input, weight, bias, stride, padding, dilation, groups)
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     unbatched = input.dim() == 3
     if unbatched:
@@ -76,3 +79,17 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     input, padding = _resolve_padding(padding, input, weight, stride, dilation)
     out = torch.ops.cnnext.conv2d(input, weight, bias, stride, padding, dilation, int(groups))
     return out.squeeze(0) if unbatched else out
+
+
+def _complex_conv2d(input, weight, bias, stride, padding, dilation, groups):
+    """(a + ib) * (c + id) = (ac - bd) + i(ad + bc), each product a real convolution."""
+    if not weight.is_complex() or (bias is not None and not bias.is_complex()):
+        raise RuntimeError(f"conv2d: expected weight and bias with the complex dtype of input ({input.dtype}), "
+                           f"but got weight {weight.dtype}" + (f" and bias {bias.dtype}" if bias is not None else ""))
+
+    def conv(x, w, b=None):
+        return conv2d(x, w, b, stride, padding, dilation, groups)
+
+    real = conv(input.real, weight.real, None if bias is None else bias.real) - conv(input.imag, weight.imag)
+    imag = conv(input.real, weight.imag, None if bias is None else bias.imag) + conv(input.imag, weight.real)
+    return torch.complex(real, imag)

@@ -135,6 +135,30 @@ def test_half_types(dtype):
     torch.testing.assert_close(out.float(), F.conv2d(x, w, b, padding=1), rtol=5e-2, atol=1e-1)
 
 
+def test_complex_input():
+    x = torch.randn(2, 4, 7, 6, dtype=torch.complex128, requires_grad=True)
+    w = torch.randn(6, 2, 3, 3, dtype=torch.complex128, requires_grad=True)
+    b = torch.randn(6, dtype=torch.complex128, requires_grad=True)
+    args = dict(stride=(1, 2), padding=1, groups=2)
+    out, grads = outputs_and_grads(cnnext.conv2d, x, w, b, args)
+    expected_out, expected_grads = outputs_and_grads(F.conv2d, x, w, b, args)
+    torch.testing.assert_close(out, expected_out)
+    for got, expected in zip(grads, expected_grads):
+        torch.testing.assert_close(got, expected)
+
+
+def test_zero_input_channels_give_bias():
+    """F.conv2d returns a [2, 0, 5, 5] tensor here; the sum over no channels is 0, so cnnext returns the bias."""
+    out = cnnext.conv2d(torch.randn(2, 0, 5, 5), torch.randn(3, 0, 1, 1), torch.arange(3.0))
+    assert out.shape == (2, 3, 5, 5)
+    assert torch.equal(out, torch.arange(3.0).view(1, 3, 1, 1).expand(2, 3, 5, 5))
+
+
+def test_one_element_sequences_expand_like_torch():
+    x, w = torch.randn(1, 2, 7, 7), torch.randn(3, 2, 3, 3)
+    torch.testing.assert_close(cnnext.conv2d(x, w, stride=(2,), padding=[1]), F.conv2d(x, w, stride=(2,), padding=[1]))
+
+
 def test_nan_and_inf_propagate_like_torch():
     x = torch.randn(1, 2, 5, 5)
     x[0, 0, 2, 2], x[0, 1, 0, 0] = float("nan"), float("inf")

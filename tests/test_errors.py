@@ -32,6 +32,10 @@ BAD_CALLS = {
     "stride float": (lambda: cnnext.conv2d(X, W, stride=1.5), TypeError, r"stride to be an int or a pair.*1.5"),
     "input not tensor": (lambda: cnnext.conv2d([1.0], W), TypeError, r"input to be a Tensor, but got list"),
     "bias not tensor": (lambda: cnnext.conv2d(X, W, 3.0), TypeError, r"bias to be a Tensor or None, but got float"),
+    "empty height": (lambda: cnnext.conv2d(X[:, :, :0], W, padding=2), RuntimeError,
+                     r"non-zero height and width, but got input of size \[2, 4, 0, 8\]"),
+    "no out channels": (lambda: cnnext.conv2d(X, W[:0]), RuntimeError, r"non-zero out_channels.*\[0, 4, 3, 3\]"),
+    "complex weight": (lambda: cnnext.conv2d(X.cfloat(), W), RuntimeError, r"complex dtype of input.*weight torch.float32"),
     "sparse": (lambda: cnnext.conv2d(X.to_sparse(), W), RuntimeError, r"input to be a dense \(strided\) tensor"),
     "device": (lambda: cnnext.conv2d(X, W, B.to("meta")), RuntimeError, r"same device.*input on cpu.*bias on meta"),
 }
