@@ -13,7 +13,8 @@ from . import ops  # noqa: F401  (registers the ops)
 
 
 def _pair(value, name):
-    values = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value, value)
+    values = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value,)
+    values = values * 2 if len(values) == 1 else values
     if len(values) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
         raise TypeError(f"conv2d: expected {name} to be an int or a pair of ints, but got {value!r}")
     return tuple(int(v) for v in values)
@@ -43,19 +44,34 @@ def _resolve_padding(padding, input, weight, stride, dilation):
     return input, (top, left)
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """Applies a 2-D convolution over an input image; same arguments and results as F.conv2d."""
+def _check_tensors(input, weight, bias, op="conv2d"):
+    """What the dispatcher decides before the C++ checks can run: types, layout, one device."""
     for name, value in (("input", input), ("weight", weight)):
         if not isinstance(value, torch.Tensor):
-            raise TypeError(f"conv2d: expected {name} to be a Tensor, but got {type(value).__name__}")
+            raise TypeError(f"{op}: expected {name} to be a Tensor, but got {type(value).__name__}")
     if bias is not None and not isinstance(bias, torch.Tensor):
-        raise TypeError(f"conv2d: expected bias to be a Tensor or None, but got {type(bias).__name__}")
+        raise TypeError(f"{op}: expected bias to be a Tensor or None, but got {type(bias).__name__}")
+    named = [("input", input), ("weight", weight)] + ([("bias", bias)] if bias is not None else [])
+    for name, tensor in named:
+        if tensor.layout != torch.strided:
+            raise RuntimeError(f"{op}: expected {name} to be a dense (strided) tensor, but got layout {tensor.layout}")
+    devices = {name: tensor.device for name, tensor in named}
+    if len(set(devices.values())) > 1:
+        found = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise RuntimeError(f"{op}: expected input, weight and bias on the same device, but got {found}")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Applies a 2-D convolution over an input image; same arguments and results as F.conv2d."""
+    _check_tensors(input, weight, bias)
     if input.dim() not in (3, 4):
         raise RuntimeError(
             f"conv2d: expected 3-D (unbatched C, H, W) or 4-D (batched N, C, H, W) input, but got input of size "
             f"{list(input.shape)}")
     if not isinstance(groups, numbers.Integral) or isinstance(groups, bool):
         raise TypeError(f"conv2d: expected groups to be an int, but got {groups!r}")
+    if input.is_complex():
+        return _complex_conv2d(input, weight, bias, stride, padding, dilation, groups)
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     unbatched = input.dim() == 3
     if unbatched:
@@ -63,6 +79,24 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     input, padding = _resolve_padding(padding, input, weight, stride, dilation)
     out = torch.ops.cnnext.conv2d(input, weight, bias, stride, padding, dilation, int(groups))
     return out.squeeze(0) if unbatched else out
+
+
+def _complex_conv2d(input, weight, bias, stride, padding, dilation, groups):
+    return _complex_conv(conv2d, "conv2d", input, weight, bias, stride, padding, dilation, groups)
+
+
+def _complex_conv(real_conv, op, input, weight, bias, stride, padding, dilation, groups):
+    """(a + ib) * (c + id) = (ac - bd) + i(ad + bc), each product a real convolution `real_conv`."""
+    if not weight.is_complex() or (bias is not None and not bias.is_complex()):
+        raise RuntimeError(f"{op}: expected weight and bias with the complex dtype of input ({input.dtype}), "
+                           f"but got weight {weight.dtype}" + (f" and bias {bias.dtype}" if bias is not None else ""))
+
+    def conv(x, w, b=None):
+        return real_conv(x, w, b, stride, padding, dilation, groups)
+
+    real = conv(input.real, weight.real, None if bias is None else bias.real) - conv(input.imag, weight.imag)
+    imag = conv(input.real, weight.imag, None if bias is None else bias.imag) + conv(input.imag, weight.real)
+    return torch.complex(real, imag)
 
 
 # ---- conv1d, conv3d: the same interface for 1 and 3 spatial dimensions ----
@@ -81,11 +115,7 @@ def _ntuple(value, n, name, op):
 
 def _check_conv_args(op, input, weight, bias, groups, spatial_dims):
     """The Python-level checks of F.convNd; the shape, dtype and device checks are done in C++."""
-    for name, value in (("input", input), ("weight", weight)):
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"{op}: expected {name} to be a Tensor, but got {type(value).__name__}")
-    if bias is not None and not isinstance(bias, torch.Tensor):
-        raise TypeError(f"{op}: expected bias to be a Tensor or None, but got {type(bias).__name__}")
+    _check_tensors(input, weight, bias, op)
     layout = ", ".join("DHW"[3 - spatial_dims:]) if spatial_dims <= 3 else "..."
     if input.dim() not in (spatial_dims + 1, spatial_dims + 2):
         raise RuntimeError(
@@ -118,12 +148,14 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     else:
         padding = (0, *_ntuple(padding, 1, "padding", "conv1d"))
     out = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, *stride), padding, (1, *dilation), groups)
-    return out.squeeze(-2)
+    return out.squeeze(-2)  # complex input too: conv2d handles it
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Applies a 3-D convolution over a volume (or video); same arguments and results as F.conv3d."""
     _check_conv_args("conv3d", input, weight, bias, groups, spatial_dims=3)
+    if input.is_complex():
+        return _complex_conv(conv3d, "conv3d", input, weight, bias, stride, padding, dilation, groups)
     stride, dilation = _ntuple(stride, 3, "stride", "conv3d"), _ntuple(dilation, 3, "dilation", "conv3d")
     unbatched = input.dim() == 4
     if unbatched:

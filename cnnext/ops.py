@@ -48,6 +48,46 @@ def _conv2d_backward(ctx, grad_output):
 torch.library.register_autograd("cnnext::conv2d", _conv2d_backward, setup_context=_conv2d_setup_context)
 
 
+def _conv2d_backward_setup_context(ctx, inputs, output):
+    grad_output, input, weight, stride, padding, dilation, groups, output_mask = inputs
+    ctx.save_for_backward(grad_output, input, weight)
+    ctx.conv_args = (stride, padding, dilation, groups)
+
+
+def _conv_double_backward(forward, backward, ctx, grad_grad_input, grad_grad_weight, grad_grad_bias):
+    """Each gradient of a convolution is linear in grad_output and in one of (input, weight), so its own
+    derivatives are again `forward` and `backward` calls (with the roles of the tensors swapped)."""
+    grad_output, input, weight = ctx.saved_tensors
+    args = ctx.conv_args
+    wants_grad_output, wants_input, wants_weight = ctx.needs_input_grad[:3]
+    # Gradients that were skipped come back empty (size 0): they contribute nothing.
+    ggi = grad_grad_input if grad_grad_input is not None and grad_grad_input.numel() else None
+    ggw = grad_grad_weight if grad_grad_weight is not None and grad_grad_weight.numel() else None
+    ggb = grad_grad_bias if grad_grad_bias is not None and grad_grad_bias.numel() else None
+    d_grad_output = d_input = d_weight = None
+    if wants_grad_output:
+        d_grad_output = torch.zeros_like(grad_output)
+        if ggi is not None:
+            d_grad_output = d_grad_output + forward(ggi, weight, None, *args)
+        if ggw is not None:
+            d_grad_output = d_grad_output + forward(input, ggw, None, *args)
+        if ggb is not None:
+            d_grad_output = d_grad_output + ggb.view(1, -1, *[1] * (grad_output.dim() - 2))
+    if wants_input and ggw is not None:
+        d_input = backward(grad_output, input, ggw, *args, [True, False, False])[0]
+    if wants_weight and ggi is not None:
+        d_weight = backward(grad_output, ggi, weight, *args, [False, True, False])[1]
+    return d_grad_output, d_input, d_weight, None, None, None, None, None
+
+
+def _conv2d_double_backward(ctx, *grads):
+    return _conv_double_backward(torch.ops.cnnext.conv2d, torch.ops.cnnext.conv2d_backward, ctx, *grads)
+
+
+torch.library.register_autograd("cnnext::conv2d_backward", _conv2d_double_backward,
+                                setup_context=_conv2d_backward_setup_context)
+
+
 # ---- conv3d: the conv2d formulas with a depth axis ----
 
 @torch.library.register_fake("cnnext::conv3d")
@@ -72,6 +112,14 @@ def _conv3d_backward(ctx, grad_output):
 
 
 torch.library.register_autograd("cnnext::conv3d", _conv3d_backward, setup_context=_conv2d_setup_context)
+
+
+def _conv3d_double_backward(ctx, *grads):
+    return _conv_double_backward(torch.ops.cnnext.conv3d, torch.ops.cnnext.conv3d_backward, ctx, *grads)
+
+
+torch.library.register_autograd("cnnext::conv3d_backward", _conv3d_double_backward,
+                                setup_context=_conv2d_backward_setup_context)
 
 
 # ---- pooling ----
@@ -150,3 +198,52 @@ def _avg_pool2d_backward(ctx, grad_output):
 
 
 torch.library.register_autograd("cnnext::avg_pool2d", _avg_pool2d_backward, setup_context=_avg_pool2d_setup_context)
+
+
+# Double backward: each pooling backward is linear in grad_output (and does not depend on the input's values),
+# so its derivative is the adjoint map: a gather through the indices for max, average pooling again for avg.
+
+def _nonempty_max_windows(size, out_size, kernel, stride, padding, dilation, device):
+    """For each output position along one axis, whether its max-pool window holds an input position
+    (a window can hold none where dilation steps over an input smaller than the dilation)."""
+    starts = torch.arange(out_size, device=device) * stride - padding
+    first_inside = torch.where(starts < 0, starts + (-starts + dilation - 1) // dilation * dilation, starts)
+    return first_inside < torch.clamp(starts + (kernel - 1) * dilation + 1, max=size)
+
+
+def _max_pool2d_backward_setup_context(ctx, inputs, output):
+    grad_output, input, indices, kernel_size, stride, padding, dilation, ceil_mode = inputs
+    ctx.save_for_backward(indices)
+    ctx.pool_geometry = (input.shape[2], input.shape[3], kernel_size, stride, padding, dilation)
+
+
+def _max_pool2d_double_backward(ctx, grad_grad_input):
+    (indices,) = ctx.saved_tensors
+    height, width, kernel_size, stride, padding, dilation = ctx.pool_geometry
+    if grad_grad_input is None or not ctx.needs_input_grad[0]:
+        return (None,) * 8
+    rows, cols = (_nonempty_max_windows(size, indices.shape[2 + i], kernel_size[i], stride[i], padding[i],
+                                        dilation[i], indices.device)
+                  for i, size in enumerate((height, width)))
+    nonempty = rows[:, None] & cols[None, :]
+    flat = indices.flatten(2).clamp(0, height * width - 1)
+    picked = grad_grad_input.flatten(2).gather(2, flat).view(indices.shape)
+    return (torch.where(nonempty, picked, torch.zeros_like(picked)),) + (None,) * 7
+
+
+torch.library.register_autograd("cnnext::max_pool2d_backward", _max_pool2d_double_backward,
+                                setup_context=_max_pool2d_backward_setup_context)
+
+
+def _avg_pool2d_backward_setup_context(ctx, inputs, output):
+    ctx.pool_args = inputs[2:]
+
+
+def _avg_pool2d_double_backward(ctx, grad_grad_input):
+    if grad_grad_input is None or not ctx.needs_input_grad[0]:
+        return (None,) * 8
+    return (torch.ops.cnnext.avg_pool2d(grad_grad_input, *ctx.pool_args),) + (None,) * 7
+
+
+torch.library.register_autograd("cnnext::avg_pool2d_backward", _avg_pool2d_double_backward,
+                                setup_context=_avg_pool2d_backward_setup_context)

@@ -101,6 +101,28 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(lambda x, w: cnnext.conv1d(x, w, None, 2, 1, 2, 2), (x1, w1))
 
 
+def test_gradgradcheck():
+    x = torch.randn(1, 2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 1, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, w, b: cnnext.conv3d(x, w, b, 1, 1, (1, 2, 1), 2), (x, w, b))
+
+
+def test_complex_input():
+    x = torch.randn(2, 4, 4, 5, 3, dtype=torch.complex128)
+    w = torch.randn(6, 2, 3, 3, 1, dtype=torch.complex128)
+    b = torch.randn(6, dtype=torch.complex128)
+    torch.testing.assert_close(cnnext.conv3d(x, w, b, padding=1, groups=2), F.conv3d(x, w, b, padding=1, groups=2))
+    signal, w1 = torch.randn(2, 4, 9, dtype=torch.complex128), torch.randn(3, 4, 3, dtype=torch.complex128)
+    torch.testing.assert_close(cnnext.conv1d(signal, w1, stride=2), F.conv1d(signal, w1, stride=2))
+
+
+def test_zero_input_channels_give_bias():
+    """As cnnext.conv2d does (F.conv3d returns an empty [2, 0, ...] tensor here): a sum over no channels is 0."""
+    out = cnnext.conv3d(torch.randn(2, 0, 4, 4, 4), torch.randn(3, 0, 3, 3, 3), torch.arange(3.0))
+    assert torch.equal(out, torch.arange(3.0).view(1, 3, 1, 1, 1).expand(2, 3, 2, 2, 2))
+
+
 def test_opcheck():
     x = torch.randn(2, 4, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(6, 2, 2, 3, 2, dtype=torch.float64, requires_grad=True)
@@ -110,7 +132,7 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.cnnext.conv3d.default, (x.detach(), w.detach(), None, *args))
     go = torch.randn_like(torch.ops.cnnext.conv3d(x, w, b, *args))
     torch.library.opcheck(torch.ops.cnnext.conv3d_backward.default,
-                          (go, x.detach(), w.detach(), *args, [True, True, True]))
+                          (go.requires_grad_(), x, w, *args, [True, True, True]))
 
 
 def test_torch_compile_fullgraph():
@@ -171,6 +193,16 @@ def test_unbatched_and_batch_zero(spatial_dims):
      "tuple of 3 ints"),
     (lambda: cnnext.conv3d(torch.randn(1, 3, 4, 4, 4), torch.randn(4, 3, 3, 3, 3), stride=1.5), TypeError,
      "stride"),
+    (lambda: cnnext.conv3d(torch.randn(1, 3, 0, 4, 4), torch.randn(4, 3, 1, 1, 1)), RuntimeError,
+     r"non-zero spatial sizes, but got input of size \[1, 3, 0, 4, 4\]"),
+    (lambda: cnnext.conv3d(torch.randn(1, 3, 4, 4, 4), torch.randn(0, 3, 1, 1, 1)), RuntimeError,
+     "non-zero out_channels"),
+    (lambda: cnnext.conv3d(torch.randn(1, 3, 4, 4, 4), torch.randn(4, 3, 1, 1, 1), torch.randn(4, device="meta")),
+     RuntimeError, "conv3d: expected input, weight and bias on the same device"),
+    (lambda: cnnext.conv3d(torch.randn(1, 3, 4, 4, 4).to_sparse(), torch.randn(4, 3, 1, 1, 1)), RuntimeError,
+     r"conv3d: expected input to be a dense \(strided\) tensor"),
+    (lambda: cnnext.conv3d(torch.randn(1, 3, 4, 4, 4).cfloat(), torch.randn(4, 3, 1, 1, 1)), RuntimeError,
+     "complex dtype of input"),
     (lambda: cnnext.conv1d(torch.randn(1, 3, 4, 4), torch.randn(4, 3, 3)), RuntimeError, "3-D"),
     (lambda: cnnext.conv1d(torch.randn(1, 3, 8), torch.randn(4, 3, 3, 3)), RuntimeError, "weight to be 3-D"),
     (lambda: cnnext.conv1d(torch.randn(1, 3, 8), torch.randn(4, 2, 3)), RuntimeError, "channels"),

@@ -130,18 +130,26 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(lambda t: cnnext.avg_pool2d(t, (2, 3), 1, (1, 0), divisor_override=4), (x,))
 
 
+def test_gradgradcheck():
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t: cnnext.max_pool2d(t, (3, 2), (2, 1), (1, 1), (1, 2), True), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: cnnext.avg_pool2d(t, 3, 2, 1, True, False), (x,))
+    tiny = torch.randn(2, 3, 1, 1, dtype=torch.float64, requires_grad=True)  # empty windows (test_empty_window)
+    assert torch.autograd.gradgradcheck(lambda t: cnnext.max_pool2d(t, (2, 1), None, (1, 0), (2, 1)), (tiny,))
+
+
 def test_opcheck():
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
     max_args = ([3, 2], [2, 1], [1, 1], [1, 2], True)
     torch.library.opcheck(torch.ops.cnnext.max_pool2d.default, (x, *max_args))
     out, indices = torch.ops.cnnext.max_pool2d(x, *max_args)
-    torch.library.opcheck(torch.ops.cnnext.max_pool2d_backward.default,
-                          (torch.randn_like(out), x.detach(), indices, *max_args))
+    grad_output = torch.randn_like(out, requires_grad=True)
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d_backward.default, (grad_output, x.detach(), indices, *max_args))
     for avg_args in (([3, 3], [2, 2], [1, 1], True, False, None), ([2, 3], [1, 1], [1, 0], False, True, 4)):
         torch.library.opcheck(torch.ops.cnnext.avg_pool2d.default, (x, *avg_args))
         out = torch.ops.cnnext.avg_pool2d(x, *avg_args)
-        torch.library.opcheck(torch.ops.cnnext.avg_pool2d_backward.default, (torch.randn_like(out), x.detach(),
-                                                                             *avg_args))
+        torch.library.opcheck(torch.ops.cnnext.avg_pool2d_backward.default,
+                              (torch.randn_like(out, requires_grad=True), x.detach(), *avg_args))
 
 
 def test_torch_compile_fullgraph():

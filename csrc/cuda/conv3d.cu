@@ -43,12 +43,13 @@ int64_t volumes_per_chunk(const Conv3dShape& s, int64_t elem_size) {
 
 // weight [K, Cg, T, R, S] -> [G, Kg, T*R*S*Cg], the order of a column row.
 at::Tensor weight_matrices(const at::Tensor& weight, int64_t groups) {
-  return weight.permute({0, 2, 3, 4, 1}).contiguous().view({groups, weight.size(0) / groups, -1});
+  const int64_t row = weight.size(1) * weight.size(2) * weight.size(3) * weight.size(4);
+  return weight.permute({0, 2, 3, 4, 1}).contiguous().view({groups, weight.size(0) / groups, row});
 }
 
 // A channels-last tensor [N, C, D, H, W] seen as the matrix [N*D*H*W, C].
 at::Tensor voxel_rows(const at::Tensor& t_cl) {
-  return t_cl.permute({0, 2, 3, 4, 1}).view({-1, t_cl.size(1)});
+  return t_cl.permute({0, 2, 3, 4, 1}).view({t_cl.size(0) * t_cl.size(2) * t_cl.size(3) * t_cl.size(4), t_cl.size(1)});
 }
 
 at::Tensor column_buffer(const at::Tensor& like, int64_t chunk, const Conv3dShape& s, const Conv3dParams& p) {
@@ -62,7 +63,9 @@ at::Tensor channels_last_empty(const at::Tensor& like, int64_t n, int64_t c, con
 // Columns of volumes [first, first + n) as [n*Do*Ho*Wo, G, T*R*S*Cg]; a pointwise conv uses the input itself.
 at::Tensor columns(const at::Tensor& x_cl, int64_t first, int64_t n, const Conv3dShape& s, const Conv3dParams& p,
                    at::Tensor& buffer) {
-  if (is_pointwise(s, p)) return voxel_rows(x_cl.narrow(0, first, n)).view({n * s.out_pixels(), p.groups, -1});
+  if (is_pointwise(s, p)) {
+    return voxel_rows(x_cl.narrow(0, first, n)).view({n * s.out_pixels(), p.groups, s.c / p.groups});
+  }
   auto col = buffer.narrow(0, 0, n * s.out_pixels());
   const auto g = geometry(s, p, n);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x_cl.scalar_type(), "cnnext_vol2col_cuda", [&] {
@@ -115,7 +118,7 @@ at::Tensor grad_input(const at::Tensor& go_rows, const at::Tensor& input, const 
   const auto dx_rows = voxel_rows(dx);
   for (int64_t first = 0; first < s.n; first += chunk) {
     const int64_t n = std::min(chunk, s.n - first);
-    auto dcol = pointwise ? dx_rows.narrow(0, first * voxels, n * voxels).view({n * voxels, p.groups, -1})
+    auto dcol = pointwise ? dx_rows.narrow(0, first * voxels, n * voxels).view({n * voxels, p.groups, s.c / p.groups})
                           : dcol_buffer.narrow(0, 0, n * voxels);
     const auto go = go_rows.narrow(0, first * voxels, n * voxels);
     for (int64_t g = 0; g < p.groups; ++g) {
