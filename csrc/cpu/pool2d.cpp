@@ -110,67 +110,105 @@ void max_pool2d_backward_planes(const T* go, const int64_t* indices, T* gx, cons
   });
 }
 
-// An average-pooling window: the part inside the input, and what the sum is divided by.
-struct AvgWindow {
-  int64_t h0, h1, w0, w1, divisor;
+// Average pooling is separable: a window is a box, its sum is a sum of row sums, and every divisor PyTorch
+// uses is a product of per-axis lengths (or the override). So each plane is pooled along W into a
+// [H, Wo] buffer, then along H, with contiguous inner loops the compiler vectorises.
+
+// One axis of an average-pooling window: the part inside the input [begin, end), and its length when
+// clipped to the padded input instead (what count_include_pad counts).
+struct AxisWindow {
+  int64_t begin, end, padded_length;
+  int64_t length() const { return end - begin; }
 };
 
-AvgWindow avg_window(int64_t oh, int64_t ow, const Pool2dShape& s, const Pool2dParams& p, bool count_include_pad,
-                     const std::optional<int64_t>& divisor_override) {
-  int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
-  int64_t h1 = std::min(h0 + p.kernel_h, s.h + p.pad_h), w1 = std::min(w0 + p.kernel_w, s.w + p.pad_w);
-  const int64_t padded_count = (h1 - h0) * (w1 - w0);  // the window clipped to the padded input
-  h0 = std::max<int64_t>(h0, 0);
-  w0 = std::max<int64_t>(w0, 0);
-  h1 = std::min(h1, s.h);
-  w1 = std::min(w1, s.w);
-  const int64_t divisor = divisor_override.has_value() ? *divisor_override
-                          : count_include_pad          ? padded_count
-                                                       : (h1 - h0) * (w1 - w0);
-  return {h0, h1, w0, w1, divisor};
+std::vector<AxisWindow> avg_axis(int64_t out_size, int64_t stride, int64_t pad, int64_t kernel, int64_t size) {
+  std::vector<AxisWindow> windows(out_size);
+  for (int64_t o = 0; o < out_size; ++o) {
+    const int64_t start = o * stride - pad, stop = std::min(start + kernel, size + pad);
+    windows[o] = {std::max<int64_t>(start, 0), std::min(stop, size), stop - start};
+  }
+  return windows;
+}
+
+struct AvgDivisors {
+  std::vector<AxisWindow> rows, cols;
+  bool count_include_pad;
+  std::optional<int64_t> divisor_override;
+
+  // 0 for a ceil_mode window entirely in the padding: it holds no input and its output is 0.
+  int64_t operator()(int64_t oh, int64_t ow) const {
+    if (rows[oh].length() <= 0 || cols[ow].length() <= 0) return 0;
+    if (divisor_override.has_value()) return *divisor_override;
+    return count_include_pad ? rows[oh].padded_length * cols[ow].padded_length : rows[oh].length() * cols[ow].length();
+  }
+};
+
+AvgDivisors avg_divisors(const Pool2dShape& s, const Pool2dParams& p, bool count_include_pad,
+                         const std::optional<int64_t>& divisor_override) {
+  return {avg_axis(s.ho, p.stride_h, p.pad_h, p.kernel_h, s.h), avg_axis(s.wo, p.stride_w, p.pad_w, p.kernel_w, s.w),
+          count_include_pad, divisor_override};
 }
 
 template <typename T>
 void avg_pool2d_planes(const T* x, T* y, const Pool2dShape& s, const Pool2dParams& p, bool count_include_pad,
                        const std::optional<int64_t>& divisor_override) {
   const int64_t in_plane = s.h * s.w, out_plane = s.ho * s.wo;
-  at::parallel_for(0, s.planes(), plane_grain(out_plane * p.kernel_h * p.kernel_w), [&](int64_t begin, int64_t end) {
+  const auto divisor = avg_divisors(s, p, count_include_pad, divisor_override);
+  at::parallel_for(0, s.planes(), plane_grain(out_plane * (p.kernel_h + p.kernel_w)), [&](int64_t begin, int64_t end) {
+    std::vector<T> row_sums(s.h * s.wo);  // [H, Wo]: each input row pooled along W
     for (int64_t plane = begin; plane < end; ++plane) {
       const T* xp = x + plane * in_plane;
       T* yp = y + plane * out_plane;
-      for (int64_t oh = 0; oh < s.ho; ++oh) {
+      for (int64_t ih = 0; ih < s.h; ++ih) {
         for (int64_t ow = 0; ow < s.wo; ++ow) {
-          const auto win = avg_window(oh, ow, s, p, count_include_pad, divisor_override);
-          if (win.h0 >= win.h1 || win.w0 >= win.w1) {  // a ceil_mode window entirely in the padding
-            yp[oh * s.wo + ow] = T(0);
-            continue;
-          }
           T sum = 0;
-          for (int64_t ih = win.h0; ih < win.h1; ++ih) {
-            for (int64_t iw = win.w0; iw < win.w1; ++iw) sum += xp[ih * s.w + iw];
-          }
-          yp[oh * s.wo + ow] = sum / static_cast<T>(win.divisor);
+          for (int64_t iw = divisor.cols[ow].begin; iw < divisor.cols[ow].end; ++iw) sum += xp[ih * s.w + iw];
+          row_sums[ih * s.wo + ow] = sum;
+        }
+      }
+      for (int64_t oh = 0; oh < s.ho; ++oh) {
+        T* yr = yp + oh * s.wo;
+        std::fill(yr, yr + s.wo, T(0));
+        for (int64_t ih = divisor.rows[oh].begin; ih < divisor.rows[oh].end; ++ih) {
+          const T* rs = row_sums.data() + ih * s.wo;
+          for (int64_t ow = 0; ow < s.wo; ++ow) yr[ow] += rs[ow];
+        }
+        for (int64_t ow = 0; ow < s.wo; ++ow) {
+          const int64_t d = divisor(oh, ow);
+          yr[ow] = d == 0 ? T(0) : yr[ow] / static_cast<T>(d);
         }
       }
     }
   });
 }
 
+// The adjoint, in the reverse order: each output's share spread along H into a [H, Wo] buffer, then along W.
 template <typename T>
 void avg_pool2d_backward_planes(const T* go, T* gx, const Pool2dShape& s, const Pool2dParams& p,
                                 bool count_include_pad, const std::optional<int64_t>& divisor_override) {
   const int64_t in_plane = s.h * s.w, out_plane = s.ho * s.wo;
-  at::parallel_for(0, s.planes(), plane_grain(out_plane * p.kernel_h * p.kernel_w), [&](int64_t begin, int64_t end) {
+  const auto divisor = avg_divisors(s, p, count_include_pad, divisor_override);
+  at::parallel_for(0, s.planes(), plane_grain(out_plane * (p.kernel_h + p.kernel_w)), [&](int64_t begin, int64_t end) {
+    std::vector<T> row_grads(s.h * s.wo), shares(s.wo);
     for (int64_t plane = begin; plane < end; ++plane) {
       const T* gop = go + plane * out_plane;
       T* gxp = gx + plane * in_plane;
+      std::fill(row_grads.begin(), row_grads.end(), T(0));
       for (int64_t oh = 0; oh < s.ho; ++oh) {
         for (int64_t ow = 0; ow < s.wo; ++ow) {
-          const auto win = avg_window(oh, ow, s, p, count_include_pad, divisor_override);
-          const T share = gop[oh * s.wo + ow] / static_cast<T>(win.divisor);
-          for (int64_t ih = win.h0; ih < win.h1; ++ih) {
-            for (int64_t iw = win.w0; iw < win.w1; ++iw) gxp[ih * s.w + iw] += share;
-          }
+          const int64_t d = divisor(oh, ow);
+          shares[ow] = d == 0 ? T(0) : gop[oh * s.wo + ow] / static_cast<T>(d);
+        }
+        for (int64_t ih = divisor.rows[oh].begin; ih < divisor.rows[oh].end; ++ih) {
+          T* rg = row_grads.data() + ih * s.wo;
+          for (int64_t ow = 0; ow < s.wo; ++ow) rg[ow] += shares[ow];
+        }
+      }
+      for (int64_t ih = 0; ih < s.h; ++ih) {
+        T* gr = gxp + ih * s.w;
+        for (int64_t ow = 0; ow < s.wo; ++ow) {
+          const T share = row_grads[ih * s.wo + ow];
+          for (int64_t iw = divisor.cols[ow].begin; iw < divisor.cols[ow].end; ++iw) gr[iw] += share;
         }
       }
     }
