@@ -161,8 +161,9 @@ ConvNdShape<N> check_conv(const char* op, const at::Tensor& input, const at::Ten
   TORCH_CHECK(input.scalar_type() == weight.scalar_type(), op,
               ": expected input and weight to have the same dtype, but got input ", input.scalar_type(),
               " and weight ", weight.scalar_type());
-  TORCH_CHECK(input.device() == weight.device(), op, ": expected input and weight on the same device, but got input on ",
-              input.device(), " and weight on ", weight.device());
+  TORCH_CHECK(input.device() == weight.device(), op,
+              ": expected input and weight on the same device, but got input on ", input.device(), " and weight on ",
+              weight.device());
   ConvNdShape<N> s{input.size(0), input.size(1), weight.size(0), {}, {}, {}};
   bool nonzero_kernel = true;
   for (int i = 0; i < N; ++i) {

@@ -19,8 +19,8 @@ struct Pool2dParams {
     TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
                 ": kernel_size, stride, padding and dilation must have 2 elements each, got kernel_size=",
                 kernel_size, ", stride=", stride, ", padding=", padding, ", dilation=", dilation);
-    TORCH_CHECK(kernel_size[0] > 0 && kernel_size[1] > 0, op, ": kernel_size must be greater than zero, but got kernel_size=",
-                kernel_size);
+    TORCH_CHECK(kernel_size[0] > 0 && kernel_size[1] > 0, op,
+                ": kernel_size must be greater than zero, but got kernel_size=", kernel_size);
     TORCH_CHECK(stride[0] > 0 && stride[1] > 0, op, ": stride must be greater than zero, but got stride=", stride);
     TORCH_CHECK(dilation[0] > 0 && dilation[1] > 0, op, ": dilation must be greater than zero, but got dilation=",
                 dilation);

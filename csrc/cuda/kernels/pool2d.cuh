@@ -22,8 +22,9 @@ struct Pool2dGeometry {
 
   template <typename Other>
   Pool2dGeometry<Other> as() const {
-    return {Other(planes),   Other(h),        Other(w),     Other(ho),    Other(wo),    Other(kernel_h), Other(kernel_w),
-            Other(stride_h), Other(stride_w), Other(pad_h), Other(pad_w), Other(dil_h), Other(dil_w)};
+    return {Other(planes),   Other(h),        Other(w),        Other(ho),       Other(wo),
+            Other(kernel_h), Other(kernel_w), Other(stride_h), Other(stride_w), Other(pad_h),
+            Other(pad_w),    Other(dil_h),    Other(dil_w)};
   }
 };
 
@@ -35,7 +36,8 @@ struct Span {
 };
 
 template <typename Index>
-__host__ __device__ inline Span<Index> max_window(Index o, Index stride, Index pad, Index kernel, Index dil, Index size) {
+__host__ __device__ inline Span<Index> max_window(Index o, Index stride, Index pad, Index kernel, Index dil,
+                                                  Index size) {
   Index begin = o * stride - pad;
   const Index reach = begin + (kernel - 1) * dil + 1;
   const Index end = reach < size ? reach : size;
