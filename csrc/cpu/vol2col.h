@@ -22,6 +22,32 @@ inline int64_t row_grain(int64_t values_per_row) {
 using Conv3dParams = ConvNdParams<3>;
 using Conv3dShape = ConvNdShape<3>;
 
+// One output voxel's column row when groups == 1 and the width dilation is 1: for each kernel row (t, r)
+// the S taps read x[id, ih, iw0 : iw0 + S, :], one run of S*C values (zeros where it leaves the input).
+// Returns the end of the row written.
+template <typename T>
+T* copy_kernel_rows(const T* x_img, T* out, int64_t od, int64_t oh, int64_t ow, const Conv3dShape& s,
+                    const Conv3dParams& p) {
+  const auto [D, H, W] = s.in;
+  const auto [KT, KR, KS] = s.kernel;
+  const int64_t iw0 = ow * p.stride[2] - p.pad[2];
+  const int64_t q0 = std::clamp<int64_t>(-iw0, 0, KS), q1 = std::clamp<int64_t>(W - iw0, q0, KS);
+  for (int64_t t = 0; t < KT; ++t) {
+    const int64_t id = od * p.stride[0] - p.pad[0] + t * p.dil[0];
+    for (int64_t r = 0; r < KR; ++r, out += KS * s.c) {
+      const int64_t ih = oh * p.stride[1] - p.pad[1] + r * p.dil[1];
+      if (id < 0 || id >= D || ih < 0 || ih >= H) {
+        std::memset(out, 0, KS * s.c * sizeof(T));
+        continue;
+      }
+      std::memset(out, 0, q0 * s.c * sizeof(T));
+      std::memcpy(out + q0 * s.c, x_img + ((id * H + ih) * W + iw0 + q0) * s.c, (q1 - q0) * s.c * sizeof(T));
+      std::memset(out + q1 * s.c, 0, (KS - q1) * s.c * sizeof(T));
+    }
+  }
+  return out;
+}
+
 // x: [n, D, H, W, C] (one chunk of volumes), col: [n, Do, Ho, Wo, G, T, R, S, Cg].
 template <typename T>
 void vol2col_ndhwc(const T* x, T* col, int64_t n, const Conv3dShape& s, const Conv3dParams& p) {
@@ -36,6 +62,10 @@ void vol2col_ndhwc(const T* x, T* col, int64_t n, const Conv3dShape& s, const Co
       const T* x_img = x + img * D * H * W * s.c;
       T* out = col + row * Wo * s.c * KT * KR * KS;
       for (int64_t ow = 0; ow < Wo; ++ow) {
+        if (p.groups == 1 && p.dil[2] == 1) {  // the S taps of a kernel row are S*C contiguous input values
+          out = copy_kernel_rows(x_img, out, od, oh, ow, s, p);
+          continue;
+        }
         for (int64_t g = 0; g < p.groups; ++g) {
           for (int64_t t = 0; t < KT; ++t) {
             const int64_t id = od * p.stride[0] - p.pad[0] + t * p.dil[0];
