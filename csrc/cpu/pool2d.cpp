@@ -84,7 +84,8 @@ std::vector<char> nonempty_windows(int64_t out_size, int64_t stride, int64_t pad
   return nonempty;
 }
 
-// grad_input[plane][indices[o]] += grad_output[o], plane by plane (each plane is one thread's).
+// grad_input[plane][indices[o]] += grad_output[o], plane by plane (each plane is one thread's, zeroed by
+// it just before, while it is in cache).
 template <typename T>
 void max_pool2d_backward_planes(const T* go, const int64_t* indices, T* gx, const Pool2dShape& s,
                                 const Pool2dParams& p) {
@@ -96,6 +97,7 @@ void max_pool2d_backward_planes(const T* go, const int64_t* indices, T* gx, cons
       const T* gop = go + plane * out_plane;
       const int64_t* ip = indices + plane * out_plane;
       T* gxp = gx + plane * in_plane;
+      std::fill(gxp, gxp + in_plane, T(0));
       for (int64_t oh = 0; oh < s.ho; ++oh) {
         if (!rows[oh]) continue;
         for (int64_t ow = 0; ow < s.wo; ++ow) {
@@ -193,6 +195,7 @@ void avg_pool2d_backward_planes(const T* go, T* gx, const Pool2dShape& s, const 
     for (int64_t plane = begin; plane < end; ++plane) {
       const T* gop = go + plane * out_plane;
       T* gxp = gx + plane * in_plane;
+      std::fill(gxp, gxp + in_plane, T(0));
       std::fill(row_grads.begin(), row_grads.end(), T(0));
       for (int64_t oh = 0; oh < s.ho; ++oh) {
         for (int64_t ow = 0; ow < s.wo; ++ow) {
@@ -253,7 +256,7 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
   TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": expected indices with dtype int64 (Long), but got ",
               indices.scalar_type());
   const auto go = as_planes(grad_output);
-  auto grad_input = at::zeros({s.n, s.c, s.h, s.w}, go.options());
+  auto grad_input = at::empty({s.n, s.c, s.h, s.w}, go.options());
   if (s.n > 0) {
     const auto idx = indices.contiguous();
     AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "cnnext_max_pool2d_backward", [&] {
@@ -291,7 +294,7 @@ at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
   TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), op, ": expected grad_output with dtype ",
               input.scalar_type(), " like input, but got ", grad_output.scalar_type());
   const auto go = as_planes(grad_output);
-  auto grad_input = at::zeros({s.n, s.c, s.h, s.w}, go.options());
+  auto grad_input = at::empty({s.n, s.c, s.h, s.w}, go.options());
   if (s.n > 0) {
     AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "cnnext_avg_pool2d_backward", [&] {
       avg_pool2d_backward_planes(go.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), s, p, count_include_pad,
