@@ -2,6 +2,7 @@
 // tests/test_cuda_compile.py makes nvcc compile all of their device code (CI has nvcc but no GPU).
 #include "../../csrc/cuda/kernels/conv2d_im2col.cuh"
 #include "../../csrc/cuda/kernels/conv2d_implicit_gemm.cuh"
+#include "../../csrc/cuda/kernels/conv2d_path.cuh"  // host code only: the path choice
 
 namespace cnnext::cuda {
 
