@@ -166,6 +166,7 @@ def test_gradcheck_float64(path):
     b = torch.randn(6, dtype=torch.float64, generator=gen).cuda().requires_grad_()
     conv = lambda x, w, b: cnnext.conv2d(x, w, b, stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)  # noqa: E731
     assert torch.autograd.gradcheck(conv, (x, w, b))
+    assert torch.autograd.gradgradcheck(conv, (x, w, b))
 
 
 def test_opcheck(path):
@@ -219,6 +220,21 @@ def test_batch_zero(path):
     out.sum().backward()
     assert x.grad.shape == x.shape
     assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(b.grad, torch.zeros_like(b))
+
+
+def test_zero_input_channels_give_bias(path):
+    x, w = torch.randn(2, 0, 5, 5, device="cuda", requires_grad=True), torch.randn(3, 0, 3, 3, device="cuda")
+    b = torch.arange(3.0, device="cuda")
+    out = cnnext.conv2d(x, w, b, padding=1)
+    assert torch.equal(out, b.view(1, 3, 1, 1).expand(2, 3, 5, 5))
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+def test_complex_input(path):
+    x = torch.randn(2, 4, 7, 6, dtype=torch.complex128, device="cuda")
+    w = torch.randn(6, 2, 3, 3, dtype=torch.complex128, device="cuda")
+    torch.testing.assert_close(cnnext.conv2d(x, w, padding=1, groups=2), F.conv2d(x, w, padding=1, groups=2))
 
 
 def test_unbatched_and_same_padding(path):

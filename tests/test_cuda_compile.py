@@ -198,6 +198,7 @@ EDGE_CONVOLUTIONS = [
     "1 3 1 1 4 1 1 1 1 0 0 1 1 1",       # 1x1 image
     "1 4 5 5 6 5 5 1 1 0 0 1 1 2",       # kernel as large as the image
     "2 6 8 8 6 3 3 3 3 4 4 2 2 3",       # padding wider than the kernel reach
+    "2 0 5 5 3 3 3 1 1 1 1 1 1 1",       # zero input channels: the output is the bias
 ]
 
 

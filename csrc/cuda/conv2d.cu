@@ -73,13 +73,15 @@ int64_t images_per_chunk(const Conv2dShape& s, int64_t elem_size) {
 }
 
 // weight [K, Cg, R, S] -> [G, Kg, R*S*Cg], the order of a column row.
+// Sizes are spelled out (no -1) because a convolution with zero input channels has empty matrices.
 at::Tensor weight_matrices(const at::Tensor& weight, int64_t groups) {
-  return weight.permute({0, 2, 3, 1}).contiguous().view({groups, weight.size(0) / groups, -1});
+  const int64_t k = weight.size(0), row = weight.size(1) * weight.size(2) * weight.size(3);
+  return weight.permute({0, 2, 3, 1}).contiguous().view({groups, k / groups, row});
 }
 
 // A channels-last tensor [N, C, H, W] seen as the matrix [N*H*W, C].
 at::Tensor pixel_rows(const at::Tensor& t_cl) {
-  return t_cl.permute({0, 2, 3, 1}).view({-1, t_cl.size(1)});
+  return t_cl.permute({0, 2, 3, 1}).view({t_cl.size(0) * t_cl.size(2) * t_cl.size(3), t_cl.size(1)});
 }
 
 at::Tensor column_buffer(const at::Tensor& like, int64_t chunk, const Conv2dShape& s, const Conv2dParams& p) {
@@ -89,7 +91,7 @@ at::Tensor column_buffer(const at::Tensor& like, int64_t chunk, const Conv2dShap
 // Columns of images [first, first + n) as [n*Ho*Wo, G, R*S*Cg]; a pointwise conv uses the input itself.
 at::Tensor columns(const at::Tensor& x_cl, int64_t first, int64_t n, const Conv2dGeometry<int64_t>& g,
                    at::Tensor& buffer) {
-  if (is_pointwise(g)) return pixel_rows(x_cl.narrow(0, first, n)).view({n * g.ho * g.wo, g.groups, -1});
+  if (is_pointwise(g)) return pixel_rows(x_cl.narrow(0, first, n)).view({n * g.ho * g.wo, g.groups, g.cg()});
   auto col = buffer.narrow(0, 0, n * g.ho * g.wo);
   Conv2dGeometry<int64_t> chunk = g;
   chunk.n = n;
@@ -142,7 +144,7 @@ at::Tensor grad_input_im2col(const at::Tensor& grad_output, const at::Tensor& in
   const auto dx_rows = pixel_rows(dx);
   for (int64_t first = 0; first < s.n; first += chunk) {
     const int64_t n = std::min(chunk, s.n - first);
-    auto dcol = pointwise ? dx_rows.narrow(0, first * pixels, n * pixels).view({n * pixels, p.groups, -1})
+    auto dcol = pointwise ? dx_rows.narrow(0, first * pixels, n * pixels).view({n * pixels, p.groups, s.c / p.groups})
                           : dcol_buffer.narrow(0, 0, n * pixels);
     const auto go = go_rows.narrow(0, first * pixels, n * pixels);
     for (int64_t group = 0; group < p.groups; ++group) {
@@ -237,6 +239,7 @@ at::Tensor grad_weight_implicit_gemm(const at::Tensor& grad_output, const at::Te
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast);
   const auto dy = grad_output.contiguous(at::MemoryFormat::ChannelsLast);
   const int64_t weight_elements = weight.numel();
+  if (weight_elements == 0) return at::zeros_like(weight, at::MemoryFormat::Contiguous);  // zero input channels
   const auto acc_type = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const int64_t acc_size = input.scalar_type() == at::kDouble ? 8 : 4;
 

@@ -54,9 +54,10 @@ struct DepthRange {
 };
 template <typename Index>
 __host__ __device__ inline DepthRange<Index> split_depth(Index depth, Index splits, Index split, Index bk) {
-  const Index chunk = Index(ceil_div(ceil_div(depth, splits), bk) * bk);
-  const Index begin = split * chunk < depth ? split * chunk : depth;
-  return {begin, begin + chunk < depth ? begin + chunk : depth};
+  // In 64 bits: split * chunk may pass the depth, and the depth may be close to 2^31.
+  const int64_t chunk = ceil_div(ceil_div(depth, splits), bk) * bk;
+  const int64_t begin = int64_t(split) * chunk < depth ? int64_t(split) * chunk : int64_t(depth);
+  return {Index(begin), Index(begin + chunk < depth ? begin + chunk : int64_t(depth))};
 }
 
 // The group and the first row and column of the tile that block (bx, by) computes.
@@ -186,6 +187,7 @@ __global__ void __launch_bounds__(Tile::kThreads, 2) implicit_gemm_kernel(const 
 template <typename Tile = DefaultTile, typename Problem>
 void launch_implicit_gemm(const Problem& problem, int64_t splits, cudaStream_t stream) {
   const GemmGrid grid = gemm_grid<Tile>(problem.rows(), problem.cols(), problem.groups(), splits);
+  if (grid.m_tiles == 0 || grid.n_tiles == 0) return;  // an empty result (zero channels): nothing to launch
   implicit_gemm_kernel<Problem, Tile><<<grid.dims(), Tile::kThreads, 0, stream>>>(problem);
 }
 
