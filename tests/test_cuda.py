@@ -151,11 +151,11 @@ def test_memory_formats(path, memory_format):
     case = dict(n=2, c=6, h=9, w=11, k=4, kernel=(3, 3), groups=2, bias=True, dtype=torch.float32,
                 memory_format=memory_format)
     x, w, b = tensors(case)
-    out = cnnext.conv2d(x, w, b, padding=1)
-    assert_close(out, F.conv2d(x, w, b, padding=1), torch.float32, "output")
+    out = cnnext.conv2d(x, w, b, padding=1, groups=2)
+    assert_close(out, F.conv2d(x, w, b, padding=1, groups=2), torch.float32, "output")
     if memory_format == "channels_last":
         assert out.is_contiguous(memory_format=torch.channels_last)
-        grad = forward_backward(cnnext.conv2d, x, w, b, torch.ones_like(out), padding=1)[1]
+        grad = forward_backward(cnnext.conv2d, x, w, b, torch.ones_like(out), padding=1, groups=2)[1]
         assert grad.is_contiguous(memory_format=torch.channels_last)
 
 
