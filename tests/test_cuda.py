@@ -306,4 +306,5 @@ def test_tensor_past_2_pow_31_elements(monkeypatch, path_name):
     (grad_x,) = torch.autograd.grad(out, [x], grad_out)
     (expected_grad,) = torch.autograd.grad(expected, [last], grad_out[-1:])
     assert_close(grad_x[-1:], expected_grad, torch.float16, "grad_input of the last image")
-    assert grad_x[:-1].abs().max().item() == 0
+    rest = grad_x[:-1]  # no grad_output there: exactly zero (amax/amin allocate nothing the size of rest)
+    assert rest.amax().item() == 0 and rest.amin().item() == 0
