@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 import cnnext
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="no CUDA GPU visible (torch.cuda.is_available() is False): "
-                                       "the CUDA kernels cannot run here; tests/test_cuda_compile.py still compiles them")
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="no CUDA GPU visible (torch.cuda.is_available() is False): the CUDA kernels cannot run here "
+           "(tests/test_cuda_compile.py still compiles them)")
 
 PATHS = ("im2col", "implicit_gemm", "auto")
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
@@ -164,7 +165,10 @@ def test_gradcheck_float64(path):
     x = torch.randn(2, 4, 7, 6, dtype=torch.float64, generator=gen).cuda().requires_grad_()
     w = torch.randn(6, 2, 3, 2, dtype=torch.float64, generator=gen).cuda().requires_grad_()
     b = torch.randn(6, dtype=torch.float64, generator=gen).cuda().requires_grad_()
-    conv = lambda x, w, b: cnnext.conv2d(x, w, b, stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)  # noqa: E731
+
+    def conv(x, w, b):
+        return cnnext.conv2d(x, w, b, stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)
+
     assert torch.autograd.gradcheck(conv, (x, w, b))
     assert torch.autograd.gradgradcheck(conv, (x, w, b))
 

@@ -52,13 +52,13 @@ Conv2dGeometry<int64_t> geometry(const Conv2dShape& s, const Conv2dParams& p) {
           p.dil_h, p.dil_w, p.groups};
 }
 
-Conv2dPath choose_path(const Conv2dGeometry<int64_t>& g) {
+Conv2dPath choose_path(const Conv2dGeometry<int64_t>& g, Conv2dPass pass) {
   const char* value = std::getenv("CNNEXT_CUDA_CONV_PATH");
   Conv2dPathRequest request;
   TORCH_CHECK(parse_path_request(value, request),
               "conv2d: expected the environment variable CNNEXT_CUDA_CONV_PATH to be 'auto', 'im2col' or "
               "'implicit_gemm', but got '", value, "'");
-  const Conv2dPath path = choose_conv2d_path(g, request);
+  const Conv2dPath path = choose_conv2d_path(g, request, pass);
   TORCH_CHECK(path == Conv2dPath::Im2col || implicit_gemm_fits(g),
               "conv2d: CNNEXT_CUDA_CONV_PATH=implicit_gemm, but this convolution's implicit-GEMM grid exceeds "
               "CUDA's limits (groups=", g.groups, "); use 'auto' or 'im2col'");
@@ -276,7 +276,7 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   if (s.n == 0) {
     return at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(input.suggest_memory_format()));
   }
-  const auto out = choose_path(geometry(s, p)) == Conv2dPath::ImplicitGemm
+  const auto out = choose_path(geometry(s, p), Conv2dPass::Forward) == Conv2dPath::ImplicitGemm
                        ? forward_implicit_gemm(input, weight, bias, s, p)
                        : forward_im2col(input, weight, bias, s, p);
   return out.contiguous(input.suggest_memory_format());
@@ -297,15 +297,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
     if (output_mask[1]) dw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
     return {dx, dw, db};
   }
-  const bool implicit = choose_path(geometry(s, p)) == Conv2dPath::ImplicitGemm;
+  const auto g = geometry(s, p);
   if (output_mask[0]) {
-    dx = implicit ? grad_input_implicit_gemm(grad_output, input, weight, s, p)
-                  : grad_input_im2col(grad_output, input, weight, s, p);
+    dx = choose_path(g, Conv2dPass::GradInput) == Conv2dPath::ImplicitGemm
+             ? grad_input_implicit_gemm(grad_output, input, weight, s, p)
+             : grad_input_im2col(grad_output, input, weight, s, p);
     dx = dx.contiguous(input.suggest_memory_format());
   }
   if (output_mask[1]) {
-    dw = implicit ? grad_weight_implicit_gemm(grad_output, input, weight, s, p)
-                  : grad_weight_im2col(grad_output, input, weight, s, p);
+    dw = choose_path(g, Conv2dPass::GradWeight) == Conv2dPath::ImplicitGemm
+             ? grad_weight_implicit_gemm(grad_output, input, weight, s, p)
+             : grad_weight_im2col(grad_output, input, weight, s, p);
   }
   return {dx, dw, db};
 }

@@ -265,12 +265,25 @@ void check_mapping_helpers() {
   const Conv2dGeometry<int64_t> conv3x3{128, 64, 32, 32, 64, 3, 3, 32, 32, 1, 1, 1, 1, 1, 1, 1};
   const Conv2dGeometry<int64_t> conv1x1{128, 64, 32, 32, 128, 1, 1, 32, 32, 1, 1, 0, 0, 1, 1, 1};
   const Conv2dGeometry<int64_t> depthwise_huge{1, 70000, 8, 8, 70000, 3, 3, 8, 8, 1, 1, 1, 1, 1, 1, 70000};
-  expect(choose_conv2d_path(conv3x3, Conv2dPathRequest::Auto) == Conv2dPath::ImplicitGemm, "auto: 3x3 -> implicit");
-  expect(choose_conv2d_path(conv1x1, Conv2dPathRequest::Auto) == Conv2dPath::Im2col, "auto: 1x1 -> cuBLAS");
-  expect(choose_conv2d_path(depthwise_huge, Conv2dPathRequest::Auto) == Conv2dPath::Im2col,
-         "auto: grid too large -> im2col");
-  expect(choose_conv2d_path(conv1x1, Conv2dPathRequest::ImplicitGemm) == Conv2dPath::ImplicitGemm,
-         "request implicit_gemm honoured");
+  Conv2dGeometry<int64_t> strided = conv3x3;
+  strided.stride_h = strided.stride_w = 2;
+  strided.ho = strided.wo = 16;
+  for (Conv2dPass pass : {Conv2dPass::Forward, Conv2dPass::GradInput, Conv2dPass::GradWeight}) {
+    const std::string name = " (pass " + std::to_string(int(pass)) + ")";
+    expect(choose_conv2d_path(conv3x3, Conv2dPathRequest::Auto, pass) == Conv2dPath::ImplicitGemm,
+           "auto: 3x3 -> implicit" + name);
+    expect(choose_conv2d_path(conv1x1, Conv2dPathRequest::Auto, pass) == Conv2dPath::Im2col,
+           "auto: 1x1 -> cuBLAS" + name);
+    expect(choose_conv2d_path(depthwise_huge, Conv2dPathRequest::Auto, pass) == Conv2dPath::Im2col,
+           "auto: grid too large -> im2col" + name);
+    expect(choose_conv2d_path(strided, Conv2dPathRequest::Auto, pass) ==
+               (pass == Conv2dPass::GradInput ? Conv2dPath::Im2col : Conv2dPath::ImplicitGemm),
+           "auto: strided -> im2col for grad_input only" + name);
+    expect(choose_conv2d_path(conv1x1, Conv2dPathRequest::ImplicitGemm, pass) == Conv2dPath::ImplicitGemm,
+           "request implicit_gemm honoured" + name);
+    expect(choose_conv2d_path(conv3x3, Conv2dPathRequest::Im2col, pass) == Conv2dPath::Im2col,
+           "request im2col honoured" + name);
+  }
 
   expect(!needs_64bit_index(conv3x3, 128), "32-bit index for a ResNet layer at batch 128");
   const Conv2dGeometry<int64_t> big{1 << 16, 64, 32, 32, 64, 3, 3, 32, 32, 1, 1, 1, 1, 1, 1, 1};

@@ -12,6 +12,7 @@ namespace cnnext::cuda {
 
 enum class Conv2dPath { Im2col, ImplicitGemm };
 enum class Conv2dPathRequest { Auto, Im2col, ImplicitGemm };
+enum class Conv2dPass { Forward, GradInput, GradWeight };
 
 // Parses the value of CNNEXT_CUDA_CONV_PATH (nullptr or "" mean auto); false for an unknown value.
 inline bool parse_path_request(const char* value, Conv2dPathRequest& request) {
@@ -42,9 +43,11 @@ bool implicit_gemm_fits(const Conv2dGeometry<int64_t>& g) {
 }
 
 // auto: pointwise convolutions go to cuBLAS (their GEMM needs no im2col and cuBLAS is the faster GEMM), and
-// so do shapes whose implicit-GEMM grid would not fit; everything else runs the fused kernels. An explicit
-// request is honoured as asked (the launcher reports a request for implicit_gemm that cannot fit).
-inline Conv2dPath choose_conv2d_path(const Conv2dGeometry<int64_t>& g, Conv2dPathRequest request) {
+// so do shapes whose implicit-GEMM grid would not fit, and grad_input of a strided convolution (the fused
+// kernel would multiply the zeros that the stride leaves in its operand: 3/4 of its work at stride 2);
+// everything else runs the fused kernels. An explicit request is honoured as asked (the launcher reports
+// a request for implicit_gemm that cannot fit).
+inline Conv2dPath choose_conv2d_path(const Conv2dGeometry<int64_t>& g, Conv2dPathRequest request, Conv2dPass pass) {
   switch (request) {
     case Conv2dPathRequest::Im2col:
       return Conv2dPath::Im2col;
@@ -53,7 +56,11 @@ inline Conv2dPath choose_conv2d_path(const Conv2dGeometry<int64_t>& g, Conv2dPat
     case Conv2dPathRequest::Auto:
       break;
   }
-  return is_pointwise(g) || !implicit_gemm_fits(g) ? Conv2dPath::Im2col : Conv2dPath::ImplicitGemm;
+  const bool strided = g.stride_h > 1 || g.stride_w > 1;
+  if (is_pointwise(g) || !implicit_gemm_fits(g) || (pass == Conv2dPass::GradInput && strided)) {
+    return Conv2dPath::Im2col;
+  }
+  return Conv2dPath::ImplicitGemm;
 }
 
 }  // namespace cnnext::cuda
