@@ -27,11 +27,17 @@ def extension():
     if not build_cuda():
         return CppExtension("cnnext._C", sources, extra_compile_args={"cxx": cxx_flags},
                             extra_link_args=["-fopenmp"])
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    if torch.version.cuda is None or CUDA_HOME is None:
+        raise RuntimeError(f"FORCE_CUDA=1, but the CUDA kernels need a CUDA build of torch (this is torch "
+                           f"{torch.__version__}) and a CUDA toolkit (CUDA_HOME={CUDA_HOME}); set CNNEXT_CPU_ONLY=1 "
+                           f"for the CPU kernels only")
+    # Ampere and Hopper machine code, plus Hopper PTX that newer GPUs compile when the library loads.
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
     return CUDAExtension(
         "cnnext._C",
         sources + sorted(glob.glob("csrc/cuda/*.cu")),
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr", "-std=c++17"]},
+        # torch's own flags come first (no implicit half conversions, C++20); -lineinfo maps profiles to source.
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--expt-relaxed-constexpr", "-std=c++20", "-lineinfo"]},
         extra_link_args=["-fopenmp"],
     )
 
