@@ -241,8 +241,8 @@ def run_hparams(ctx):
 
 
 def run_alexnet(ctx):
-    variant = "classic" if ctx.data.image_size >= 128 else "small"
-    ctx.train("alexnet", "alexnet", variant=variant, width=ctx.settings["width"])
+    _, model = ctx.train("alexnet", "alexnet", width=ctx.settings["width"])
+    variant = model.variant
     ctx.train("cnn3", "cnn", num_blocks=3)
     write_outputs(ctx, [f"AlexNet ({variant} variant: {'11x11 stride-4 first conv' if variant == 'classic' else '3x3 stride-1 first conv for small images'}, "
                         f"width x{ctx.settings['width']:g}) against the 3-block plain CNN."])

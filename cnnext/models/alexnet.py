@@ -3,6 +3,7 @@
 classic (224x224): conv 11x11/96 stride 4 -> maxpool 3/2 -> conv 5x5/256 same -> maxpool 3/2
                    -> conv 3x3/384, 3x3/384, 3x3/256 (same) -> maxpool 3/2 -> FC 4096 -> FC 4096 -> FC classes
 small (32..96 px): the same layers with a 3x3 stride-1 first conv, so small images keep enough resolution.
+variant='auto' picks classic from 128 px up, small below.
 ReLU follows every conv and hidden FC; dropout precedes the hidden FCs, as in the paper.
 """
 from torch import nn
@@ -15,11 +16,14 @@ def _conv_out(size, kernel, stride=1, padding=0):
 
 
 class AlexNet(nn.Module):
-    def __init__(self, num_classes=3, in_channels=3, image_size=224, variant="classic", width=1.0, dropout=0.5,
+    def __init__(self, num_classes=3, in_channels=3, image_size=224, variant="auto", width=1.0, dropout=0.5,
                  backend="cnnext"):
         super().__init__()
+        if variant == "auto":
+            variant = "classic" if image_size >= 128 else "small"
         if variant not in ("classic", "small"):
-            raise ValueError(f"AlexNet: variant must be 'classic' or 'small', got {variant!r}")
+            raise ValueError(f"AlexNet: variant must be 'auto', 'classic' or 'small', got {variant!r}")
+        self.variant = variant
         Conv2d, MaxPool2d = layer_class("Conv2d", backend), layer_class("MaxPool2d", backend)
         c1, c2, c3, c4, c5, hidden = (max(1, round(c * width)) for c in (96, 256, 384, 384, 256, 4096))
         first_kernel, first_stride, first_padding = (11, 4, 2) if variant == "classic" else (3, 1, 1)

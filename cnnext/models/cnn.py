@@ -17,12 +17,12 @@ def conv_bn_relu(in_channels, out_channels, kernel_size, backend, stride=1, padd
 
 
 class PlainCNN(nn.Sequential):
-    """`num_blocks` x (Conv k x k 'same' -> BN -> ReLU -> MaxPool 2), widths width, 2*width, 4*width, ...; then FC.
+    """`num_blocks` x (Conv k x k 'same' -> BN -> ReLU -> MaxPool 2), widths base_channels x 1, 2, 4, ...; then FC.
 
     The lab's hand-written variant is num_blocks=1, its torch.nn variant num_blocks=3.
     """
 
-    def __init__(self, num_classes=3, in_channels=3, image_size=64, num_blocks=3, kernel_size=3, width=32,
+    def __init__(self, num_classes=3, in_channels=3, image_size=64, num_blocks=3, kernel_size=3, base_channels=32,
                  backend="cnnext"):
         if num_blocks < 1:
             raise ValueError(f"PlainCNN: num_blocks must be at least 1, got {num_blocks}")
@@ -34,7 +34,7 @@ class PlainCNN(nn.Sequential):
         MaxPool2d = layer_class("MaxPool2d", backend)
         layers, channels = [], in_channels
         for block in range(num_blocks):
-            out_channels = width * 2 ** block
+            out_channels = base_channels * 2 ** block
             layers += [conv_bn_relu(channels, out_channels, kernel_size, backend), MaxPool2d(2)]
             channels = out_channels
         feature_size = image_size // 2 ** num_blocks

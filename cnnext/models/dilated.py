@@ -69,7 +69,7 @@ class DilatedCNN(nn.Module):
     Without padding each layer shrinks the map by 2*rate: the lab's rates (1, 2, 5) take 32 -> 30 -> 26 -> 16.
     """
 
-    def __init__(self, num_classes=3, in_channels=3, image_size=32, rates=(1, 2, 5), width=32, kernel_size=3,
+    def __init__(self, num_classes=3, in_channels=3, image_size=32, rates=(1, 2, 5), base_channels=32, kernel_size=3,
                  backend="cnnext"):
         super().__init__()
         self.rates = tuple(rates)
@@ -81,7 +81,7 @@ class DilatedCNN(nn.Module):
                              f"(sizes {self.feature_sizes})")
         layers, channels = [], in_channels
         for index, rate in enumerate(self.rates):
-            out_channels = width * 2 ** min(index, 2)
+            out_channels = base_channels * 2 ** min(index, 2)
             layers.append(conv_bn_relu(channels, out_channels, kernel_size, backend, padding=0, dilation=rate))
             channels = out_channels
         self.features = nn.Sequential(*layers)
