@@ -166,6 +166,18 @@ def evaluate(model, dataset, task, batch_size=64, device="cpu", max_batches=None
     return _epoch_metrics(task, totals, "test")
 
 
+@torch.no_grad()
+def confusion_matrix(model, dataset, num_classes, batch_size=64, device="cpu"):
+    """counts[true class][predicted class] of `model` over all of `dataset` (in this process)."""
+    model.eval()
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    for inputs, targets in DataLoader(dataset, batch_size=batch_size):
+        predictions = model(inputs.to(device)).argmax(1).cpu()
+        counts += torch.bincount(targets * num_classes + predictions, minlength=num_classes ** 2).view(
+            num_classes, num_classes)
+    return counts.tolist()
+
+
 # ------------------------------------------------------------------------------------------------ training
 
 def _optimizer(model, config):

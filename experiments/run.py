@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cnnext import data as datasets  # noqa: E402
 from cnnext.models import build_model, hdc_check  # noqa: E402
 from cnnext.report import Report, plot_bars, plot_curves, plot_image_grid, write_json  # noqa: E402
-from cnnext.train import TrainConfig, environment, evaluate, fit, init_distributed, is_main, log  # noqa: E402
-from cnnext.train import psnr_per_image, ssim_per_image  # noqa: E402
+from cnnext.train import TrainConfig, confusion_matrix, environment, evaluate, fit, init_distributed  # noqa: E402
+from cnnext.train import is_main, log, psnr_per_image, ssim_per_image  # noqa: E402
 
 QUICK = {"epochs": 2, "batch_size": 8, "max_batches": 2, "limit_per_class": 12}
 
@@ -90,6 +90,9 @@ class Context:
         run = fit(model, data, config, self.out / run_name, run_name, signature)
         run.update(model=model_name, backend=backend, options=options, batch_size=config.batch_size, lr=config.lr,
                    image_size=data.image_size)
+        if data.task == "classification" and is_main():
+            run["confusion"] = confusion_matrix(model, data.test, len(data.classes), config.batch_size,
+                                                config.device)
         self.runs.append(run)
         return run, model
 
@@ -109,6 +112,14 @@ def _percent(value):
 def _mean_epoch_time(run):
     times = [record["train_time_s"] for record in run["history"]]
     return sum(times) / max(len(times), 1)
+
+
+def _mean_pixel_values(data):
+    """Train and test mean of the (resized) input images: a first check for a shift between the splits."""
+    def mean(dataset):
+        images = dataset.images if hasattr(dataset, "images") else dataset.inputs
+        return images.float().mean().item()
+    return f"train {mean(data.train):.1f}, test {mean(data.test):.1f}"
 
 
 def results_table(runs):
@@ -176,6 +187,7 @@ def write_outputs(ctx, notes=(), extra=None):
                        if summary["dataset"] == "vehicles" else "")],
         ["classes", ", ".join(summary["classes"]) if summary["classes"] else "-"],
         ["image size", f"{summary['image_size']} x {summary['image_size']}"],
+        ["mean pixel value (0-255)", _mean_pixel_values(ctx.data)],
         ["training", f"{ctx.settings['epochs']} epochs, batch {ctx.settings['batch_size']}, "
                      f"{ctx.settings['optimizer']} lr {ctx.settings['lr']} (cosine), weight decay "
                      f"{ctx.settings['weight_decay']}, augmentation {'on' if ctx.args.augment else 'off'}, "
@@ -186,6 +198,11 @@ def write_outputs(ctx, notes=(), extra=None):
     ])
     report.heading("Results")
     report.table(*results_table(ctx.runs))
+    if ctx.data.task == "classification" and ctx.runs:
+        report.paragraph("Test accuracy per class (rows of the confusion matrix in metrics.json):")
+        report.table(["run"] + ctx.data.classes,
+                     [[run["name"]] + [_percent(row[i] / max(sum(row), 1)) for i, row in enumerate(run["confusion"])]
+                      for run in ctx.runs])
     for note in notes:
         if isinstance(note, tuple):
             report.table(*note)
@@ -242,10 +259,10 @@ def run_hparams(ctx):
 
 def run_alexnet(ctx):
     _, model = ctx.train("alexnet", "alexnet", width=ctx.settings["width"])
-    variant = model.variant
+    first_conv = "11x11 stride-4" if model.variant == "classic" else "3x3 stride-1 (for small images)"
     ctx.train("cnn3", "cnn", num_blocks=3)
-    write_outputs(ctx, [f"AlexNet ({variant} variant: {'11x11 stride-4 first conv' if variant == 'classic' else '3x3 stride-1 first conv for small images'}, "
-                        f"width x{ctx.settings['width']:g}) against the 3-block plain CNN."])
+    write_outputs(ctx, [f"AlexNet ({model.variant} variant: {first_conv} first conv, width "
+                        f"x{ctx.settings['width']:g}) against the 3-block plain CNN."])
 
 
 def run_mlp(ctx):
@@ -391,7 +408,8 @@ def common_options():
                             "(tiny runs only)")
     group.add_argument("--width", type=float, help="channel width multiplier for alexnet (default 0.5), resnet and "
                        "resnet-dilated (default 1)")
-    group.add_argument("--augment", action="store_true", help="random flips and crops while training")
+    group.add_argument("--augment", action="store_true",
+                       help="random flips and crops while training (and brightness/contrast for classification)")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--threads", type=int, help="torch.set_num_threads")
     group.add_argument("--out", metavar="DIR", help="output folder (default runs/NAME/)")

@@ -57,8 +57,18 @@ def _flip_and_crop(images, generator, pad):
     return images
 
 
+def _jitter_brightness_contrast(image, generator, brightness=(0.5, 1.2), contrast=(0.7, 1.3)):
+    """Scales brightness and contrast by random factors (an image in [0, 1] stays in [0, 1])."""
+    low, high = torch.tensor([brightness[0], contrast[0]]), torch.tensor([brightness[1], contrast[1]])
+    scale_brightness, scale_contrast = (low + (high - low) * torch.rand(2, generator=generator)).tolist()
+    image = image * scale_brightness
+    mean = image.mean()
+    return ((image - mean) * scale_contrast + mean).clamp_(0, 1)
+
+
 class LabelledImages(Dataset):
-    """Classification samples from a cached uint8 tensor: (image normalised to [-1, 1], label)."""
+    """Classification samples from a cached uint8 tensor: (image normalised to [-1, 1], label); augmentation is
+    a random flip, a random crop of the image padded by 1/8 of its size, and brightness/contrast jitter."""
 
     def __init__(self, images, labels, augment=False, seed=0):
         self.images, self.labels, self.augment = images, torch.as_tensor(labels, dtype=torch.long), augment
@@ -68,10 +78,11 @@ class LabelledImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index):
-        image = self.images[index].float().div_(127.5).sub_(1)
+        image = self.images[index].float().div_(255)
         if self.augment:
             (image,) = _flip_and_crop([image], self.generator, pad=image.shape[-1] // 8)
-        return image, self.labels[index]
+            image = _jitter_brightness_contrast(image, self.generator)
+        return image.mul_(2).sub_(1), self.labels[index]
 
 
 class ImagePairs(Dataset):
