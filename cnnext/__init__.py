@@ -8,5 +8,7 @@
 from . import naive, ops
 from .functional import conv2d
 from .nn import Conv2d, NaiveConv2d, convert, layer_class
+from . import models
+from .models.dilated import hdc_check
 
-__all__ = ["conv2d", "Conv2d", "NaiveConv2d", "convert", "layer_class", "naive", "ops"]
+__all__ = ["conv2d", "Conv2d", "NaiveConv2d", "convert", "layer_class", "naive", "ops", "models", "hdc_check"]
