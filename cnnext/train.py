@@ -240,6 +240,10 @@ def _train_epoch(model, optimizer, dataset, task, config, epoch, name):
     return _epoch_metrics(task, totals, "train")
 
 
+class ResumeError(ValueError):
+    """A checkpoint that the requested run cannot continue from."""
+
+
 def _save_checkpoint(path, state):
     temporary = path.with_suffix(".tmp")
     torch.save(state, temporary)
@@ -287,9 +291,13 @@ def fit(model, data, config, out_dir, name="model", signature=None):
     checkpoint_path = out_dir / CHECKPOINT
     state = _load_checkpoint(checkpoint_path, signature) if config.resume else None
     if state is not None:
+        if state["epoch"] > config.epochs:
+            raise ResumeError(f"{checkpoint_path} holds {state['epoch']} trained epochs, more than --epochs "
+                             f"{config.epochs}: ask for at least {state['epoch']} epochs, or pass --no-resume "
+                             f"(or another --out) to train afresh")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        history, start_epoch = state["history"][:config.epochs], min(state["epoch"], config.epochs)
+        history, start_epoch = state["history"], state["epoch"]
         log(f"  resuming {name} from {checkpoint_path} after epoch {start_epoch}")
     trained = model
     if world()[1] > 1:

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cnnext import data as datasets  # noqa: E402
 from cnnext.models import build_model, hdc_check  # noqa: E402
 from cnnext.report import Report, plot_bars, plot_curves, plot_image_grid, write_json  # noqa: E402
-from cnnext.train import TrainConfig, confusion_matrix, environment, evaluate, fit, init_distributed  # noqa: E402
-from cnnext.train import is_main, log, psnr_per_image, ssim_per_image  # noqa: E402
+from cnnext.train import ResumeError, TrainConfig, confusion_matrix, environment, evaluate, fit  # noqa: E402
+from cnnext.train import init_distributed, is_main, log, psnr_per_image, ssim_per_image  # noqa: E402
 
 QUICK = {"epochs": 2, "batch_size": 8, "max_batches": 2, "limit_per_class": 12}
 
@@ -459,7 +459,7 @@ def main(argv=None):
         else:
             experiment = EXPERIMENTS[args.experiment]
             experiment.run(Context(experiment, args))
-    except datasets.DataLayoutError as error:
+    except (datasets.DataLayoutError, ResumeError) as error:
         raise SystemExit(f"run.py: {error}") from None
     except KeyboardInterrupt:
         raise SystemExit("interrupted: the last finished epoch is checkpointed; rerun the same command to resume")

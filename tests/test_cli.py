@@ -81,7 +81,9 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, synthetic):
     assert [r["resumed_from"] for r in second["runs"]] == [1, 1]
     assert second["runs"][0]["history"][0] == first["runs"][0]["history"][0]
     assert len(second["runs"][0]["history"]) == 2
-    fresh = quick("mlp", tmp_path, "--epochs", "2", "--no-resume")
+    with pytest.raises(SystemExit, match="holds 2 trained epochs, more than --epochs 1"):
+        quick("mlp", tmp_path, "--epochs", "1")
+    fresh = quick("mlp", tmp_path, "--epochs", "1", "--no-resume")
     assert [r["resumed_from"] for r in fresh["runs"]] == [None, None]
 
 
