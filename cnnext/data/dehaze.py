@@ -1,0 +1,37 @@
+"""Dehazing pairs: dehaze/hazy/NAME and dehaze/clear/NAME are one (input, target) pair, resized to a square."""
+from pathlib import Path
+
+from .images import DataLayoutError, ImagePairs, image_files, load_stack, split_last
+
+LAYOUT = "dehaze/hazy/*.jpg and dehaze/clear/*.jpg, paired by identical file names"
+
+
+def pair_files(root):
+    """[(hazy path, clear path)] in file-name order; every hazy image needs its clear twin and vice versa."""
+    root = Path(root)
+    hazy_dir, clear_dir = root / "hazy", root / "clear"
+    if not hazy_dir.is_dir() or not clear_dir.is_dir():
+        raise DataLayoutError(f"dehaze data not found under {root}: expected {LAYOUT}")
+    hazy = {p.name: p for p in image_files(hazy_dir)}
+    clear = {p.name: p for p in image_files(clear_dir)}
+    unpaired = sorted(set(hazy) ^ set(clear))
+    if unpaired:
+        raise DataLayoutError(f"{root}: {len(unpaired)} image(s) without a partner, e.g. {unpaired[:3]}; "
+                              f"expected {LAYOUT}")
+    if not hazy:
+        raise DataLayoutError(f"{root}: no image pairs found; expected {LAYOUT}")
+    return [(hazy[name], clear[name]) for name in sorted(hazy)]
+
+
+def load_dehaze(root, image_size=128, test_fraction=0.2, limit=None, augment=False, seed=0):
+    """(train set, test set) of (hazy, clear) pairs; the last `test_fraction` of the pairs is the test set."""
+    train, test = split_last(pair_files(root), test_fraction)
+    if limit:
+        test_limit = max(1, round(limit * test_fraction))
+        train, test = train[:limit - test_limit], test[:test_limit]
+
+    def dataset(pairs, augment):
+        hazy, clear = zip(*pairs)
+        return ImagePairs(load_stack(tuple(hazy), image_size), load_stack(tuple(clear), image_size), augment, seed)
+
+    return dataset(train, augment), dataset(test, False)

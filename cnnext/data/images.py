@@ -1,0 +1,104 @@
+"""Decoding, resizing and in-memory caching of image files, and the tensor datasets built from them."""
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+class DataLayoutError(ValueError):
+    """A data directory that is missing or does not have the layout a loader expects."""
+
+
+def image_files(folder):
+    """The image files of `folder` in file-name order; other files (README, .DS_Store, ...) are skipped."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def split_last(items, test_fraction):
+    """(train, test): the last round(len * test_fraction) items are the test set (the lab's rule)."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    test_count = max(1, round(len(items) * test_fraction))
+    return items[:-test_count], items[-test_count:]
+
+
+def decode(path, size):
+    """The image at `path` as an RGB uint8 array of shape (size, size, 3)."""
+    with Image.open(path) as image:
+        image.draft("RGB", (size, size))  # JPEG: decode at the smallest scale still >= size (much faster)
+        return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+
+
+@functools.lru_cache(maxsize=16)
+def load_stack(paths, size):
+    """uint8 tensor [N, 3, size, size] of the images at `paths` (a tuple); cached, so every run and epoch in a
+    process decodes each file once."""
+    if not paths:
+        return torch.empty(0, 3, size, size, dtype=torch.uint8)
+    return torch.from_numpy(np.stack([decode(p, size) for p in paths])).permute(0, 3, 1, 2).contiguous()
+
+
+def _flip_and_crop(images, generator, pad):
+    """The same random horizontal flip and random crop (after reflect-padding by `pad`) for every image given."""
+    if torch.rand((), generator=generator) < 0.5:
+        images = [image.flip(-1) for image in images]
+    if pad:
+        size = images[0].shape[-1]
+        top, left = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()
+        images = [torch.nn.functional.pad(image[None], (pad,) * 4, mode="reflect")[0, :, top:top + size,
+                                                                                   left:left + size]
+                  for image in images]
+    return images
+
+
+def _jitter_brightness_contrast(image, generator, brightness=(0.5, 1.2), contrast=(0.7, 1.3)):
+    """Scales brightness and contrast by random factors (an image in [0, 1] stays in [0, 1])."""
+    low, high = torch.tensor([brightness[0], contrast[0]]), torch.tensor([brightness[1], contrast[1]])
+    scale_brightness, scale_contrast = (low + (high - low) * torch.rand(2, generator=generator)).tolist()
+    image = image * scale_brightness
+    mean = image.mean()
+    return ((image - mean) * scale_contrast + mean).clamp_(0, 1)
+
+
+class LabelledImages(Dataset):
+    """Classification samples from a cached uint8 tensor: (image normalised to [-1, 1], label); augmentation is
+    a random flip, a random crop of the image padded by 1/8 of its size, and brightness/contrast jitter."""
+
+    def __init__(self, images, labels, augment=False, seed=0):
+        self.images, self.labels, self.augment = images, torch.as_tensor(labels, dtype=torch.long), augment
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        image = self.images[index].float().div_(255)
+        if self.augment:
+            (image,) = _flip_and_crop([image], self.generator, pad=image.shape[-1] // 8)
+            image = _jitter_brightness_contrast(image, self.generator)
+        return image.mul_(2).sub_(1), self.labels[index]
+
+
+class ImagePairs(Dataset):
+    """Image-to-image samples: (input, target), both float in [0, 1]; augmentation flips both alike."""
+
+    def __init__(self, inputs, targets, augment=False, seed=0):
+        if inputs.shape != targets.shape:
+            raise ValueError(f"ImagePairs: inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} differ")
+        self.inputs, self.targets, self.augment = inputs, targets, augment
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return len(self.inputs)
+
+    def __getitem__(self, index):
+        pair = [self.inputs[index].float().div_(255), self.targets[index].float().div_(255)]
+        if self.augment:
+            pair = _flip_and_crop(pair, self.generator, pad=0)
+        return pair[0], pair[1]
