@@ -3,7 +3,7 @@
     import cnnext
     y = cnnext.conv2d(x, w, b, stride=1, padding="same")      # like torch.nn.functional.conv2d
     layer = cnnext.Conv2d(3, 64, 3, padding=1)                 # like torch.nn.Conv2d
-    model = cnnext.convert(torchvision_like_model)             # every nn.Conv1d/2d/3d and 2-D pooling now runs on cnnext
+    model = cnnext.convert(torchvision_like_model)             # nn.Conv1d/2d/3d, MaxPool2d, AvgPool2d now run on cnnext
 """
 from . import naive, ops
 from .functional import avg_pool2d, conv1d, conv2d, conv3d, max_pool2d
