@@ -300,6 +300,8 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per call (default 15, quick 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3, quick 1)")
     parser.add_argument("--only", default=None, help="only layers whose name contains this text")
+    parser.add_argument("--family", default=None, choices=("resnet18", "alexnet", "hdc", "misc"),
+                        help="only this family of layers")
     parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive loops")
     parser.add_argument("--json", type=Path, default=None, help="write results (with machine info) here")
     parser.add_argument("--plot", type=Path, default=None, help="write a bar chart of the ratios here")
@@ -316,7 +318,8 @@ def main(argv=None):
         sys.exit("conv_speed: --device cuda asked for, but torch.cuda.is_available() is False")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    shapes = [s for s in all_shapes(args.device, args.quick) if args.only is None or args.only in s.name]
+    shapes = [s for s in all_shapes(args.device, args.quick)
+              if (args.only is None or args.only in s.name) and (args.family in (None, s.family))]
     with_cnnext = cnnext_supports(args.device)
     if not with_cnnext:
         print(f"conv_speed: cnnext has no {args.device} kernel in this build; timing native only", file=sys.stderr)

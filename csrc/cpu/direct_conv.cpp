@@ -1,0 +1,295 @@
+// Direct convolution drivers: data layout, weight packing, tiling and threads around the micro-kernels.
+//
+// Data is channels-last and zero-padded once ([N, H+2p, W+2p, C]), so a tile never checks borders.
+//   forward:      out[pixel, k]  = bias[k] + sum_taps sum_c x_pad[pixel's window + tap, c] * w[tap, c, k]
+//   grad input:   the same kernel over grad_output, once per stride phase (input pixels with equal
+//                 (ih mod stride, iw mod stride) see the same taps), with w transposed to [tap, k, c];
+//   grad weight:  dw[tap, c, k] = sum_pixels x_pad[pixel's window + tap, c] * grad_out[pixel, k], summed
+//                 over chunks of pixels in a fixed order.
+// Every output element is written by one tile in one thread, so results are the same on every run.
+#include "direct_conv.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "direct_conv_kernels.h"
+
+namespace cnnext::cpu {
+namespace {
+
+using kernels::kLanes;
+using kernels::kMaxVectors;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+bool direct_kernel_enabled() {
+  static const bool enabled = [] {
+    const char* choice = std::getenv("CNNEXT_CPU_KERNEL");  // "gemm" forces the im2col + GEMM path
+    return kernels::cpu_has_avx512() && !(choice != nullptr && std::string(choice) == "gemm");
+  }();
+  return enabled;
+}
+
+// t [N, C, H, W] (any strides) -> contiguous [N, top+H+bottom, left+W+right, C] with zeros around.
+at::Tensor padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  const auto nhwc = t.permute({0, 2, 3, 1});
+  if (top == 0 && bottom == 0 && left == 0 && right == 0 && nhwc.is_contiguous()) return nhwc;
+  const int64_t n = t.size(0), c = t.size(1), h = t.size(2), w = t.size(3);
+  auto out = at::empty({n, top + h + bottom, left + w + right, c}, t.options());
+  if (top > 0) out.narrow(1, 0, top).zero_();
+  if (bottom > 0) out.narrow(1, top + h, bottom).zero_();
+  auto rows = out.narrow(1, top, h);
+  if (left > 0) rows.narrow(2, 0, left).zero_();
+  if (right > 0) rows.narrow(2, left + w, right).zero_();
+  rows.narrow(2, left, w).copy_(nhwc);
+  return out;
+}
+
+// weight [K, Cg, R, S] -> [G, R*S, reduction, ldb] with the vector dimension padded to whole vectors:
+// for the forward pass reduction = Cg and vectors over Kg; transposed, reduction = Kg and vectors over Cg.
+at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transposed, int64_t& ldb) {
+  const int64_t k = weight.size(0), cg = weight.size(1), r = weight.size(2), s = weight.size(3), kg = k / groups;
+  const auto grouped = weight.view({groups, kg, cg, r, s});
+  const auto taps_first = transposed ? grouped.permute({0, 3, 4, 1, 2}) : grouped.permute({0, 3, 4, 2, 1});
+  const int64_t width = transposed ? cg : kg, reduction = transposed ? kg : cg;
+  ldb = ceil_div(width, kLanes) * kLanes;
+  auto packed = ldb == width ? at::empty({groups, r, s, reduction, ldb}, weight.options())
+                             : at::zeros({groups, r, s, reduction, ldb}, weight.options());
+  packed.narrow(4, 0, width).copy_(taps_first);
+  return packed.view({groups, r * s, reduction, ldb});
+}
+
+uint16_t last_lanes_mask(int64_t width) {
+  const int64_t lanes = width - (ceil_div(width, kLanes) - 1) * kLanes;
+  return lanes == kLanes ? uint16_t(0xFFFF) : uint16_t((1u << lanes) - 1);
+}
+
+// One application of tap_tile over a list of rows, for every group: row i reads a + a_off[i] (+ group
+// offset) and writes c + c_off[i]; b is the packed weight of packed_weight().
+struct TapProblem {
+  const float* a;
+  float* c;
+  std::vector<int64_t> a_off, c_off;
+  std::vector<int64_t> a_tap, b_tap;
+  int64_t reduction;
+  const float* b;
+  int64_t ldb, width;
+  const float* bias;
+  int64_t groups, a_group, c_group, b_group;
+};
+
+void run_tap_problem(const TapProblem& pr) {
+  constexpr int64_t kBlockRows = 96;  // a multiple of every rows_per_tile
+  const int64_t rows = static_cast<int64_t>(pr.a_off.size());
+  const int64_t nvec_total = ceil_div(pr.width, kLanes);
+  at::parallel_for(0, ceil_div(rows, kBlockRows), 1, [&](int64_t first_block, int64_t last_block) {
+    kernels::TapTile t{};
+    t.a_tap = pr.a_tap.data();
+    t.b_tap = pr.b_tap.data();
+    t.taps = static_cast<int64_t>(pr.a_tap.size());
+    t.reduction = pr.reduction;
+    t.ldb = pr.ldb;
+    for (int64_t block = first_block; block < last_block; ++block) {
+      const int64_t row_begin = block * kBlockRows, row_end = std::min(rows, row_begin + kBlockRows);
+      for (int64_t g = 0; g < pr.groups; ++g) {
+        for (int64_t v0 = 0; v0 < nvec_total; v0 += kMaxVectors) {
+          t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
+          t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(pr.width) : uint16_t(0xFFFF);
+          t.b = pr.b + g * pr.b_group + v0 * kLanes;
+          t.bias = pr.bias ? pr.bias + g * pr.width + v0 * kLanes : nullptr;
+          const int tile_rows = kernels::rows_per_tile(t.nvec);
+          for (int64_t row = row_begin; row < row_end; row += tile_rows) {
+            t.rows = static_cast<int>(std::min<int64_t>(tile_rows, row_end - row));
+            for (int i = 0; i < tile_rows; ++i) {
+              const int64_t r = row + std::min(i, t.rows - 1);  // spare rows repeat the last one, unstored
+              t.a_rows[i] = pr.a + g * pr.a_group + pr.a_off[r];
+              t.c_rows[i] = pr.c + g * pr.c_group + pr.c_off[r] + v0 * kLanes;
+            }
+            kernels::tap_tile_avx512(t);
+          }
+        }
+      }
+    }
+  });
+}
+
+// Offsets, in x_pad [N, Hp, Wp, C], of the top-left corner of every output pixel's window.
+std::vector<int64_t> window_offsets(const Conv2dShape& s, const Conv2dParams& p, int64_t hp, int64_t wp) {
+  std::vector<int64_t> off(s.n * s.ho * s.wo);
+  int64_t m = 0;
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t ho = 0; ho < s.ho; ++ho)
+      for (int64_t wo = 0; wo < s.wo; ++wo) off[m++] = ((n * hp + ho * p.stride_h) * wp + wo * p.stride_w) * s.c;
+  return off;
+}
+
+// Offset of tap (r, s) from a window's corner in x_pad, for every tap in r-major order.
+std::vector<int64_t> tap_offsets(const Conv2dShape& s, const Conv2dParams& p, int64_t wp) {
+  std::vector<int64_t> off;
+  for (int64_t r = 0; r < s.r; ++r)
+    for (int64_t q = 0; q < s.s; ++q) off.push_back((r * p.dil_h * wp + q * p.dil_w) * s.c);
+  return off;
+}
+
+// Zero padding of grad_output that lets every stride phase of grad_input read without bounds checks:
+// input row i = phase + stride*j reads grad_output row j + (phase + pad - r*dil)/stride for the taps r
+// where that division is exact. Returns {before, after}.
+std::pair<int64_t, int64_t> grad_output_padding(int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                                                int64_t pad, int64_t dil) {
+  int64_t before = 0, after = 0;
+  for (int64_t phase = 0; phase < std::min(stride, in); ++phase) {
+    const int64_t count = ceil_div(in - phase, stride);
+    for (int64_t r = 0; r < kernel; ++r) {
+      const int64_t num = phase + pad - r * dil;
+      if (((num % stride) + stride) % stride != 0) continue;
+      before = std::max(before, -(num / stride));
+      after = std::max(after, num / stride + count - 1 - (out - 1));
+    }
+  }
+  return {before, after};
+}
+
+}  // namespace
+
+bool direct_conv_applies(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p) {
+  const int64_t kg = s.k / p.groups, cg = s.c / p.groups;
+  const bool wide_groups = p.groups == 1 || (kg >= kLanes && cg >= kLanes);  // depthwise wastes the vectors
+  return input.scalar_type() == at::kFloat && input.device().is_cpu() && wide_groups && direct_kernel_enabled();
+}
+
+at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,
+                               const std::optional<at::Tensor>& bias, const Conv2dShape& s, const Conv2dParams& p) {
+  const auto x_pad = padded_nhwc(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w);
+  const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = s.k / p.groups, cg = s.c / p.groups;
+  int64_t ldb = 0;
+  const auto w = packed_weight(weight, p.groups, /*transposed=*/false, ldb);
+  const auto b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+  auto out = at::empty({s.n, s.ho, s.wo, s.k}, input.options());
+
+  TapProblem pr;
+  pr.a = x_pad.data_ptr<float>();
+  pr.c = out.data_ptr<float>();
+  pr.a_off = window_offsets(s, p, hp, wp);
+  pr.c_off.resize(pr.a_off.size());
+  for (size_t m = 0; m < pr.c_off.size(); ++m) pr.c_off[m] = static_cast<int64_t>(m) * s.k;
+  pr.a_tap = tap_offsets(s, p, wp);
+  for (int64_t t = 0; t < s.r * s.s; ++t) pr.b_tap.push_back(t * cg * ldb);
+  pr.reduction = cg;
+  pr.b = w.data_ptr<float>();
+  pr.ldb = ldb;
+  pr.width = kg;
+  pr.bias = b.defined() ? b.data_ptr<float>() : nullptr;
+  pr.groups = p.groups;
+  pr.a_group = cg;
+  pr.c_group = kg;
+  pr.b_group = s.r * s.s * cg * ldb;
+  run_tap_problem(pr);
+  return out.permute({0, 3, 1, 2});
+}
+
+at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv2dShape& s,
+                                  const Conv2dParams& p) {
+  const auto [top, bottom] = grad_output_padding(s.h, s.ho, s.r, p.stride_h, p.pad_h, p.dil_h);
+  const auto [left, right] = grad_output_padding(s.w, s.wo, s.s, p.stride_w, p.pad_w, p.dil_w);
+  const auto go_pad = padded_nhwc(grad_output, top, bottom, left, right);
+  const int64_t hgp = s.ho + top + bottom, wgp = s.wo + left + right, kg = s.k / p.groups, cg = s.c / p.groups;
+  int64_t ldb = 0;
+  const auto w = packed_weight(weight, p.groups, /*transposed=*/true, ldb);
+  auto dx = at::empty({s.n, s.h, s.w, s.c}, grad_output.options());
+
+  for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
+    for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw) {
+      TapProblem pr;
+      for (int64_t r = 0; r < s.r; ++r) {
+        const int64_t num_h = ph + p.pad_h - r * p.dil_h;
+        if (((num_h % p.stride_h) + p.stride_h) % p.stride_h != 0) continue;
+        for (int64_t q = 0; q < s.s; ++q) {
+          const int64_t num_w = pw + p.pad_w - q * p.dil_w;
+          if (((num_w % p.stride_w) + p.stride_w) % p.stride_w != 0) continue;
+          pr.a_tap.push_back((num_h / p.stride_h * wgp + num_w / p.stride_w) * s.k);
+          pr.b_tap.push_back((r * s.s + q) * kg * ldb);
+        }
+      }
+      const int64_t rows_h = ceil_div(s.h - ph, p.stride_h), cols_w = ceil_div(s.w - pw, p.stride_w);
+      for (int64_t n = 0; n < s.n; ++n) {
+        for (int64_t j = 0; j < rows_h; ++j) {
+          for (int64_t i = 0; i < cols_w; ++i) {
+            pr.a_off.push_back(((n * hgp + j + top) * wgp + i + left) * s.k);
+            pr.c_off.push_back(((n * s.h + ph + j * p.stride_h) * s.w + pw + i * p.stride_w) * s.c);
+          }
+        }
+      }
+      pr.a = go_pad.data_ptr<float>();
+      pr.c = dx.data_ptr<float>();
+      pr.reduction = kg;
+      pr.b = w.data_ptr<float>();
+      pr.ldb = ldb;
+      pr.width = cg;
+      pr.bias = nullptr;
+      pr.groups = p.groups;
+      pr.a_group = kg;
+      pr.c_group = cg;
+      pr.b_group = s.r * s.s * kg * ldb;
+      run_tap_problem(pr);
+    }
+  }
+  return dx.permute({0, 3, 1, 2});
+}
+
+at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dShape& s,
+                                   const Conv2dParams& p) {
+  const auto x_pad = padded_nhwc(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w);
+  const auto go = grad_output.contiguous(at::MemoryFormat::ChannelsLast);  // rows [N*Ho*Wo, K]
+  const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = s.k / p.groups, cg = s.c / p.groups;
+  const int64_t taps = s.r * s.s, rows = taps * cg, pixels = s.n * s.ho * s.wo;
+  const auto pix_off = window_offsets(s, p, hp, wp);
+  const auto tap_off = tap_offsets(s, p, wp);
+  std::vector<int64_t> row_off(rows);
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t c = 0; c < cg; ++c) row_off[t * cg + c] = tap_off[t] + c;
+  auto dw = at::empty({p.groups, rows, kg}, input.options());
+
+  struct Task { int64_t g, v0, row; };
+  std::vector<Task> tasks;
+  const int64_t nvec_total = ceil_div(kg, kLanes);
+  for (int64_t g = 0; g < p.groups; ++g)
+    for (int64_t v0 = 0; v0 < nvec_total; v0 += kMaxVectors)
+      for (int64_t row = 0; row < rows; row += kernels::rows_per_tile(std::min<int64_t>(kMaxVectors, nvec_total - v0)))
+        tasks.push_back({g, v0, row});
+
+  // Chunks of pixels small enough that their grad_output rows stay in cache while every tile reads them.
+  const int64_t chunk = std::clamp<int64_t>((1 << 18) / s.k, 256, 4096);
+  const float* x_data = x_pad.data_ptr<float>();
+  const float* go_data = go.data_ptr<float>();
+  float* dw_data = dw.data_ptr<float>();
+  for (int64_t first = 0; first < pixels; first += chunk) {
+    at::parallel_for(0, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
+      kernels::PixelSumTile t{};
+      t.pix_off = pix_off.data() + first;
+      t.pixels = std::min(chunk, pixels - first);
+      t.ldg = s.k;
+      t.ldw = kg;
+      t.accumulate = first > 0;
+      for (int64_t task = begin; task < end; ++task) {
+        const auto [g, v0, row] = tasks[task];
+        t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
+        t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(kg) : uint16_t(0xFFFF);
+        const int tile_rows = kernels::rows_per_tile(t.nvec);
+        t.rows = static_cast<int>(std::min<int64_t>(tile_rows, rows - row));
+        for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row_off[row + std::min(i, t.rows - 1)];
+        t.x = x_data + g * cg;
+        t.g = go_data + first * s.k + g * kg + v0 * kLanes;
+        t.dw = dw_data + (g * rows + row) * kg + v0 * kLanes;
+        kernels::pixel_sum_tile_avx512(t);
+      }
+    });
+  }
+  // [G, R*S*Cg, Kg] -> [G, R, S, Cg, Kg] -> [G, Kg, Cg, R, S] = [K, Cg, R, S]
+  return dw.view({p.groups, s.r, s.s, cg, kg}).permute({0, 4, 3, 1, 2}).reshape({s.k, cg, s.r, s.s}).contiguous();
+}
+
+}  // namespace cnnext::cpu

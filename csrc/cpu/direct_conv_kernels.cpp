@@ -1,0 +1,114 @@
+// AVX-512 micro-kernels of direct_conv_kernels.h. Only these functions carry the avx512f target, and
+// they are called only after cpu_has_avx512() said yes, so the library still loads on AVX2-only CPUs.
+#include "direct_conv_kernels.h"
+
+#include <immintrin.h>
+
+#define CNNEXT_AVX512 __attribute__((target("avx512f,avx512vl,fma")))
+
+namespace cnnext::cpu::kernels {
+
+bool cpu_has_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+}
+
+namespace {
+
+template <int NV>
+CNNEXT_AVX512 inline __mmask16 lane_mask(int v, uint16_t last_mask) {
+  return v == NV - 1 ? __mmask16(last_mask) : __mmask16(0xFFFF);
+}
+
+template <int MI, int NV>
+CNNEXT_AVX512 void tap_tile(const TapTile& t) {
+  __m512 acc[MI][NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const __m512 init = t.bias ? _mm512_maskz_loadu_ps(lane_mask<NV>(v, t.last_mask), t.bias + v * kLanes)
+                               : _mm512_setzero_ps();
+#pragma GCC unroll 12
+    for (int i = 0; i < MI; ++i) acc[i][v] = init;
+  }
+  const float* a[MI];
+  for (int tap = 0; tap < t.taps; ++tap) {
+#pragma GCC unroll 12
+    for (int i = 0; i < MI; ++i) a[i] = t.a_rows[i] + t.a_tap[tap];
+    const float* b = t.b + t.b_tap[tap];
+    for (int64_t j = 0; j < t.reduction; ++j, b += t.ldb) {
+      __m512 bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + v * kLanes);
+#pragma GCC unroll 12
+      for (int i = 0; i < MI; ++i) {
+        const __m512 ai = _mm512_set1_ps(a[i][j]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+      }
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < MI; ++i) {
+    if (i >= t.rows) break;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(t.c_rows[i] + v * kLanes, lane_mask<NV>(v, t.last_mask), acc[i][v]);
+  }
+}
+
+template <int MI, int NV>
+CNNEXT_AVX512 void pixel_sum_tile(const PixelSumTile& t) {
+  __m512 acc[MI][NV];
+#pragma GCC unroll 12
+  for (int i = 0; i < MI; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      acc[i][v] = t.accumulate && i < t.rows
+                      ? _mm512_maskz_loadu_ps(lane_mask<NV>(v, t.last_mask), t.dw + i * t.ldw + v * kLanes)
+                      : _mm512_setzero_ps();
+    }
+  }
+  int64_t row_off[MI];
+#pragma GCC unroll 12
+  for (int i = 0; i < MI; ++i) row_off[i] = t.row_off[i];
+  const float* g = t.g;
+  for (int64_t p = 0; p < t.pixels; ++p, g += t.ldg) {
+    const float* x = t.x + t.pix_off[p];
+    __m512 gv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) gv[v] = _mm512_maskz_loadu_ps(lane_mask<NV>(v, t.last_mask), g + v * kLanes);
+#pragma GCC unroll 12
+    for (int i = 0; i < MI; ++i) {
+      const __m512 xi = _mm512_set1_ps(x[row_off[i]]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(xi, gv[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < MI; ++i) {
+    if (i >= t.rows) break;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(t.dw + i * t.ldw + v * kLanes, lane_mask<NV>(v, t.last_mask), acc[i][v]);
+  }
+}
+
+}  // namespace
+
+CNNEXT_AVX512 void tap_tile_avx512(const TapTile& t) {
+  switch (t.nvec) {
+    case 4: return tap_tile<rows_per_tile(4), 4>(t);
+    case 3: return tap_tile<rows_per_tile(3), 3>(t);
+    case 2: return tap_tile<rows_per_tile(2), 2>(t);
+    default: return tap_tile<rows_per_tile(1), 1>(t);
+  }
+}
+
+CNNEXT_AVX512 void pixel_sum_tile_avx512(const PixelSumTile& t) {
+  switch (t.nvec) {
+    case 4: return pixel_sum_tile<rows_per_tile(4), 4>(t);
+    case 3: return pixel_sum_tile<rows_per_tile(3), 3>(t);
+    case 2: return pixel_sum_tile<rows_per_tile(2), 2>(t);
+    default: return pixel_sum_tile<rows_per_tile(1), 1>(t);
+  }
+}
+
+}  // namespace cnnext::cpu::kernels
