@@ -55,7 +55,7 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (s.n == 0) return out.contiguous(input.suggest_memory_format());
   if (direct_conv_applies(input, s, p)) {
-    return direct_conv_forward(input, weight, bias, s, p).contiguous(input.suggest_memory_format());
+    return direct_conv_forward(input, weight, bias, s, p);
   }
 
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast);
@@ -137,7 +137,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
     return {dx, dw, db};
   }
   if (direct_conv_applies(input, s, p)) {
-    if (output_mask[0]) dx = direct_conv_grad_input(grad_output, weight, s, p).contiguous(input.suggest_memory_format());
+    if (output_mask[0]) dx = direct_conv_grad_input(grad_output, weight, s, p, input.suggest_memory_format());
     if (output_mask[1]) dw = direct_conv_grad_weight(grad_output, input, s, p);
     return {dx, dw, db};
   }

@@ -35,17 +35,52 @@ bool direct_kernel_enabled() {
 }
 
 // t [N, C, H, W] (any strides) -> contiguous [N, top+H+bottom, left+W+right, C] with zeros around.
+// NCHW rows (unit stride along W) are transposed 8x8 in registers: ATen's generic strided copy is ~10x
+// slower than a plain copy for this permutation and would cost as much as the convolution on small layers.
 at::Tensor padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right) {
   const auto nhwc = t.permute({0, 2, 3, 1});
   if (top == 0 && bottom == 0 && left == 0 && right == 0 && nhwc.is_contiguous()) return nhwc;
   const int64_t n = t.size(0), c = t.size(1), h = t.size(2), w = t.size(3);
-  auto out = at::empty({n, top + h + bottom, left + w + right, c}, t.options());
+  const int64_t hp = top + h + bottom, wp = left + w + right;
+  auto out = at::empty({n, hp, wp, c}, t.options());
   if (top > 0) out.narrow(1, 0, top).zero_();
   if (bottom > 0) out.narrow(1, top + h, bottom).zero_();
   auto rows = out.narrow(1, top, h);
   if (left > 0) rows.narrow(2, 0, left).zero_();
   if (right > 0) rows.narrow(2, left + w, right).zero_();
-  rows.narrow(2, left, w).copy_(nhwc);
+  if (t.stride(3) != 1 || c == 1) {
+    rows.narrow(2, left, w).copy_(nhwc);
+    return out;
+  }
+  const float* src = t.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  const int64_t sn = t.stride(0), sc = t.stride(1), sh = t.stride(2);
+  at::parallel_for(0, n * h, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t img = row / h, y = row % h;
+      kernels::transpose_avx512(src + img * sn + y * sh, sc, dst + ((img * hp + top + y) * wp + left) * c, c, c, w);
+    }
+  });
+  return out;
+}
+
+// [N, H, W, C] contiguous, seen as [N, C, H, W] -> the same values in `format`.
+at::Tensor from_nhwc(const at::Tensor& nhwc, at::MemoryFormat format) {
+  const auto as_nchw = nhwc.permute({0, 3, 1, 2});
+  if (format == at::MemoryFormat::ChannelsLast || nhwc.size(3) == 1) return as_nchw.contiguous(format);
+  const int64_t n = nhwc.size(0), pixels = nhwc.size(1) * nhwc.size(2), c = nhwc.size(3);
+  auto out = at::empty({n, c, nhwc.size(1), nhwc.size(2)}, nhwc.options());
+  const float* src = nhwc.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  constexpr int64_t kPixelBlock = 256;
+  const int64_t blocks = ceil_div(pixels, kPixelBlock);
+  at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t img = task / blocks, p0 = task % blocks * kPixelBlock;
+      kernels::transpose_avx512(src + (img * pixels + p0) * c, c, dst + img * c * pixels + p0, pixels,
+                                std::min(kPixelBlock, pixels - p0), c);
+    }
+  });
   return out;
 }
 
@@ -82,35 +117,42 @@ struct TapProblem {
   int64_t groups, a_group, c_group, b_group;
 };
 
+// Work is split into (vector block, row block) tasks, vector-block major so that a thread's consecutive
+// tasks reuse the same weights; the reduction is cut into blocks whose weights (all taps) fit in L2.
 void run_tap_problem(const TapProblem& pr) {
-  constexpr int64_t kBlockRows = 96;  // a multiple of every rows_per_tile
+  constexpr int64_t kBlockRows = 48;                // a multiple of every rows_per_tile
+  constexpr int64_t kWeightBlockBytes = 160 << 10;  // weights of one reduction block: fits L2
   const int64_t rows = static_cast<int64_t>(pr.a_off.size());
-  const int64_t nvec_total = ceil_div(pr.width, kLanes);
-  at::parallel_for(0, ceil_div(rows, kBlockRows), 1, [&](int64_t first_block, int64_t last_block) {
+  const int64_t taps = static_cast<int64_t>(pr.a_tap.size());
+  const int64_t nvec_total = ceil_div(pr.width, kLanes), vector_blocks = ceil_div(nvec_total, kMaxVectors);
+  const int64_t row_blocks = ceil_div(rows, kBlockRows);
+  const int64_t reduction_block = std::max<int64_t>(
+      1, kWeightBlockBytes / (std::max<int64_t>(taps, 1) * kMaxVectors * kLanes * int64_t(sizeof(float))));
+  at::parallel_for(0, pr.groups * vector_blocks * row_blocks, 1, [&](int64_t first_task, int64_t last_task) {
     kernels::TapTile t{};
     t.a_tap = pr.a_tap.data();
     t.b_tap = pr.b_tap.data();
-    t.taps = static_cast<int64_t>(pr.a_tap.size());
-    t.reduction = pr.reduction;
+    t.taps = taps;
     t.ldb = pr.ldb;
-    for (int64_t block = first_block; block < last_block; ++block) {
-      const int64_t row_begin = block * kBlockRows, row_end = std::min(rows, row_begin + kBlockRows);
-      for (int64_t g = 0; g < pr.groups; ++g) {
-        for (int64_t v0 = 0; v0 < nvec_total; v0 += kMaxVectors) {
-          t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
-          t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(pr.width) : uint16_t(0xFFFF);
-          t.b = pr.b + g * pr.b_group + v0 * kLanes;
-          t.bias = pr.bias ? pr.bias + g * pr.width + v0 * kLanes : nullptr;
-          const int tile_rows = kernels::rows_per_tile(t.nvec);
-          for (int64_t row = row_begin; row < row_end; row += tile_rows) {
-            t.rows = static_cast<int>(std::min<int64_t>(tile_rows, row_end - row));
-            for (int i = 0; i < tile_rows; ++i) {
-              const int64_t r = row + std::min(i, t.rows - 1);  // spare rows repeat the last one, unstored
-              t.a_rows[i] = pr.a + g * pr.a_group + pr.a_off[r];
-              t.c_rows[i] = pr.c + g * pr.c_group + pr.c_off[r] + v0 * kLanes;
-            }
-            kernels::tap_tile_avx512(t);
+    for (int64_t task = first_task; task < last_task; ++task) {
+      const int64_t g = task / (vector_blocks * row_blocks), v0 = (task / row_blocks) % vector_blocks * kMaxVectors;
+      const int64_t row_begin = task % row_blocks * kBlockRows, row_end = std::min(rows, row_begin + kBlockRows);
+      t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
+      t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(pr.width) : uint16_t(0xFFFF);
+      const int tile_rows = kernels::rows_per_tile(t.nvec);
+      for (int64_t j0 = 0; j0 < std::max<int64_t>(pr.reduction, 1); j0 += reduction_block) {
+        t.reduction = std::min(reduction_block, pr.reduction - j0);
+        t.accumulate = j0 > 0;
+        t.b = pr.b + g * pr.b_group + j0 * pr.ldb + v0 * kLanes;
+        t.bias = pr.bias && j0 == 0 ? pr.bias + g * pr.width + v0 * kLanes : nullptr;
+        for (int64_t row = row_begin; row < row_end; row += tile_rows) {
+          t.rows = static_cast<int>(std::min<int64_t>(tile_rows, row_end - row));
+          for (int i = 0; i < tile_rows; ++i) {
+            const int64_t r = row + std::min(i, t.rows - 1);  // spare rows repeat the last one, unstored
+            t.a_rows[i] = pr.a + g * pr.a_group + pr.a_off[r] + j0;
+            t.c_rows[i] = pr.c + g * pr.c_group + pr.c_off[r] + v0 * kLanes;
           }
+          kernels::tap_tile_avx512(t);
         }
       }
     }
@@ -188,11 +230,11 @@ at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight
   pr.c_group = kg;
   pr.b_group = s.r * s.s * cg * ldb;
   run_tap_problem(pr);
-  return out.permute({0, 3, 1, 2});
+  return from_nhwc(out, input.suggest_memory_format());
 }
 
 at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv2dShape& s,
-                                  const Conv2dParams& p) {
+                                  const Conv2dParams& p, at::MemoryFormat format) {
   const auto [top, bottom] = grad_output_padding(s.h, s.ho, s.r, p.stride_h, p.pad_h, p.dil_h);
   const auto [left, right] = grad_output_padding(s.w, s.wo, s.s, p.stride_w, p.pad_w, p.dil_w);
   const auto go_pad = padded_nhwc(grad_output, top, bottom, left, right);
@@ -237,13 +279,13 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
       run_tap_problem(pr);
     }
   }
-  return dx.permute({0, 3, 1, 2});
+  return from_nhwc(dx, format);
 }
 
 at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dShape& s,
                                    const Conv2dParams& p) {
   const auto x_pad = padded_nhwc(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w);
-  const auto go = grad_output.contiguous(at::MemoryFormat::ChannelsLast);  // rows [N*Ho*Wo, K]
+  const auto go = padded_nhwc(grad_output, 0, 0, 0, 0);  // rows [N*Ho*Wo, K]
   const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = s.k / p.groups, cg = s.c / p.groups;
   const int64_t taps = s.r * s.s, rows = taps * cg, pixels = s.n * s.ho * s.wo;
   const auto pix_off = window_offsets(s, p, hp, wp);
@@ -261,18 +303,19 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
       for (int64_t row = 0; row < rows; row += kernels::rows_per_tile(std::min<int64_t>(kMaxVectors, nvec_total - v0)))
         tasks.push_back({g, v0, row});
 
-  // Chunks of pixels small enough that their grad_output rows stay in cache while every tile reads them.
-  const int64_t chunk = std::clamp<int64_t>((1 << 18) / s.k, 256, 4096);
+  // Each thread owns a fixed set of tiles and walks the pixels in chunks whose grad_output rows and input
+  // windows stay in its L2 while all its tiles read them; no barrier between chunks is needed.
+  const int64_t chunk = std::clamp<int64_t>((96 << 10) / (int64_t(sizeof(float)) * (s.k + s.c)), 32, 4096);
   const float* x_data = x_pad.data_ptr<float>();
   const float* go_data = go.data_ptr<float>();
   float* dw_data = dw.data_ptr<float>();
-  for (int64_t first = 0; first < pixels; first += chunk) {
-    at::parallel_for(0, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
-      kernels::PixelSumTile t{};
+  at::parallel_for(0, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
+    kernels::PixelSumTile t{};
+    t.ldg = s.k;
+    t.ldw = kg;
+    for (int64_t first = 0; first < pixels; first += chunk) {
       t.pix_off = pix_off.data() + first;
       t.pixels = std::min(chunk, pixels - first);
-      t.ldg = s.k;
-      t.ldw = kg;
       t.accumulate = first > 0;
       for (int64_t task = begin; task < end; ++task) {
         const auto [g, v0, row] = tasks[task];
@@ -286,8 +329,8 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
         t.dw = dw_data + (g * rows + row) * kg + v0 * kLanes;
         kernels::pixel_sum_tile_avx512(t);
       }
-    });
-  }
+    }
+  });
   // [G, R*S*Cg, Kg] -> [G, R, S, Cg, Kg] -> [G, Kg, Cg, R, S] = [K, Cg, R, S]
   return dw.view({p.groups, s.r, s.s, cg, kg}).permute({0, 4, 3, 1, 2}).reshape({s.k, cg, s.r, s.s}).contiguous();
 }

@@ -10,11 +10,11 @@ namespace cnnext::cpu {
 
 bool direct_conv_applies(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p);
 
-// Each returns a tensor in channels-last memory format.
+// The output comes in input's suggested memory format, grad_input in `format`.
 at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,
                                const std::optional<at::Tensor>& bias, const Conv2dShape& s, const Conv2dParams& p);
 at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv2dShape& s,
-                                  const Conv2dParams& p);
+                                  const Conv2dParams& p, at::MemoryFormat format);
 // Returns grad_weight in weight's [K, C/groups, R, S] contiguous layout.
 at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dShape& s,
                                    const Conv2dParams& p);

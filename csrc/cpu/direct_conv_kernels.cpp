@@ -25,10 +25,12 @@ CNNEXT_AVX512 void tap_tile(const TapTile& t) {
   __m512 acc[MI][NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
-    const __m512 init = t.bias ? _mm512_maskz_loadu_ps(lane_mask<NV>(v, t.last_mask), t.bias + v * kLanes)
-                               : _mm512_setzero_ps();
+    const __mmask16 mask = lane_mask<NV>(v, t.last_mask);
+    const __m512 init = t.bias ? _mm512_maskz_loadu_ps(mask, t.bias + v * kLanes) : _mm512_setzero_ps();
 #pragma GCC unroll 12
-    for (int i = 0; i < MI; ++i) acc[i][v] = init;
+    for (int i = 0; i < MI; ++i) {
+      acc[i][v] = t.accumulate ? _mm512_maskz_loadu_ps(mask, t.c_rows[i] + v * kLanes) : init;
+    }
   }
   const float* a[MI];
   for (int tap = 0; tap < t.taps; ++tap) {
@@ -91,7 +93,42 @@ CNNEXT_AVX512 void pixel_sum_tile(const PixelSumTile& t) {
   }
 }
 
+CNNEXT_AVX512 inline void transpose_8x8(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+  __m256 r[8], t[8], u[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld_src);
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {  // rows 0-3 (h = 0) and 4-7 (h = 1)
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ld_dst, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ld_dst, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+  }
+}
+
 }  // namespace
+
+CNNEXT_AVX512 void transpose_avx512(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows,
+                                    int64_t cols) {
+  const int64_t rows8 = rows / 8 * 8, cols8 = cols / 8 * 8;
+  for (int64_t i = 0; i < rows8; i += 8) {
+    for (int64_t j = 0; j < cols8; j += 8) transpose_8x8(src + i * ld_src + j, ld_src, dst + j * ld_dst + i, ld_dst);
+    for (int64_t ii = i; ii < i + 8; ++ii)
+      for (int64_t j = cols8; j < cols; ++j) dst[j * ld_dst + ii] = src[ii * ld_src + j];
+  }
+  for (int64_t i = rows8; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+}
 
 CNNEXT_AVX512 void tap_tile_avx512(const TapTile& t) {
   switch (t.nvec) {

@@ -20,8 +20,9 @@ constexpr int rows_per_tile(int nvec) { return nvec >= 4 ? 6 : nvec == 3 ? 8 : 1
 
 // c_rows[i][v*16 + l] = init + sum over taps t, reduction index j of
 //     a_rows[i][a_tap[t] + j] * b[b_tap[t] + j * ldb + v*16 + l]
-// init is bias[v*16 + l] (bias may be null: 0). Only the first `rows` rows and, in the last vector,
-// the lanes of `last_mask` are stored; b must hold whole vectors (padded with zeros).
+// init is the tile's current value when accumulate is set, else bias[v*16 + l] (bias may be null: 0).
+// Only the first `rows` rows and, in the last vector, the lanes of `last_mask` are stored; b must hold
+// whole vectors (padded with zeros).
 struct TapTile {
   const float* a_rows[kMaxRows];
   float* c_rows[kMaxRows];
@@ -33,6 +34,7 @@ struct TapTile {
   const float* b;
   int64_t ldb;
   const float* bias;
+  bool accumulate;
 };
 
 // dw[i * ldw + v*16 + l] (+)= sum over pixels p of x[pix_off[p] + row_off[i]] * g[p * ldg + v*16 + l]
@@ -50,6 +52,9 @@ struct PixelSumTile {
   uint16_t last_mask;
   bool accumulate;
 };
+
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (8x8 register transposes).
+void transpose_avx512(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t cols);
 
 bool cpu_has_avx512();
 void tap_tile_avx512(const TapTile& t);
