@@ -195,6 +195,21 @@ std::pair<int64_t, int64_t> grad_output_padding(int64_t in, int64_t out, int64_t
   return {before, after};
 }
 
+// A strided 1x1 convolution without padding reads only every stride-th pixel: pick those first so that the
+// layout conversion touches only them, and run the convolution with stride 1.
+std::tuple<at::Tensor, Conv2dShape, Conv2dParams> subsampled_if_pointwise(const at::Tensor& input, Conv2dShape s,
+                                                                          Conv2dParams p) {
+  if (s.r != 1 || s.s != 1 || p.pad_h != 0 || p.pad_w != 0 || (p.stride_h == 1 && p.stride_w == 1)) {
+    return {input, s, p};
+  }
+  const auto picked = input.slice(2, 0, (s.ho - 1) * p.stride_h + 1, p.stride_h)
+                          .slice(3, 0, (s.wo - 1) * p.stride_w + 1, p.stride_w);
+  s.h = s.ho;
+  s.w = s.wo;
+  p.stride_h = p.stride_w = 1;
+  return {picked, s, p};
+}
+
 }  // namespace
 
 bool direct_conv_applies(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p) {
@@ -203,8 +218,10 @@ bool direct_conv_applies(const at::Tensor& input, const Conv2dShape& s, const Co
   return input.scalar_type() == at::kFloat && input.device().is_cpu() && wide_groups && direct_kernel_enabled();
 }
 
-at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,
-                               const std::optional<at::Tensor>& bias, const Conv2dShape& s, const Conv2dParams& p) {
+at::Tensor direct_conv_forward(const at::Tensor& full_input, const at::Tensor& weight,
+                               const std::optional<at::Tensor>& bias, const Conv2dShape& full_shape,
+                               const Conv2dParams& full_params) {
+  const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
   const auto x_pad = padded_nhwc(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w);
   const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = s.k / p.groups, cg = s.c / p.groups;
   int64_t ldb = 0;
@@ -230,7 +247,7 @@ at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight
   pr.c_group = kg;
   pr.b_group = s.r * s.s * cg * ldb;
   run_tap_problem(pr);
-  return from_nhwc(out, input.suggest_memory_format());
+  return from_nhwc(out, full_input.suggest_memory_format());
 }
 
 at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv2dShape& s,
@@ -282,8 +299,9 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
   return from_nhwc(dx, format);
 }
 
-at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dShape& s,
-                                   const Conv2dParams& p) {
+at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& full_input,
+                                   const Conv2dShape& full_shape, const Conv2dParams& full_params) {
+  const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
   const auto x_pad = padded_nhwc(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w);
   const auto go = padded_nhwc(grad_output, 0, 0, 0, 0);  // rows [N*Ho*Wo, K]
   const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = s.k / p.groups, cg = s.c / p.groups;
