@@ -26,6 +26,9 @@ using kernels::kMaxVectors;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Output pixels per step of images: enough rows for the weights loaded into cache to be reused.
+constexpr int64_t kRowsPerStep = 96;
+
 bool direct_kernel_enabled() {
   static const bool enabled = [] {
     const char* choice = std::getenv("CNNEXT_CPU_KERNEL");  // "gemm" forces the im2col + GEMM path
@@ -34,10 +37,38 @@ bool direct_kernel_enabled() {
   return enabled;
 }
 
+// fn(begin, end) over [0, count): split among the threads when `parallel`, else all in this thread.
+template <typename Fn>
+void for_range(bool parallel, int64_t count, const Fn& fn) {
+  if (parallel) {
+    at::parallel_for(0, count, 1, fn);
+  } else if (count > 0) {
+    fn(0, count);
+  }
+}
+
+// body(first_image, count, parallel) over the batch in steps of about `images_per_step` images. A batch
+// that gives every thread two or more images is split among the threads, each converting, convolving and
+// writing back its own images with no barrier in between (its data stays in its caches); a small batch
+// goes in one step with the threads working inside it.
+template <typename Body>
+void over_image_steps(int64_t n, int64_t images_per_step, const Body& body) {
+  if (n < 2 * at::get_num_threads() || at::in_parallel_region()) {
+    body(0, n, true);
+    return;
+  }
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t first = begin; first < end; first += images_per_step) {
+      body(first, std::min(images_per_step, end - first), false);
+    }
+  });
+}
+
 // t [N, C, H, W] (any strides) -> contiguous [N, top+H+bottom, left+W+right, C] with zeros around.
 // NCHW rows (unit stride along W) are transposed 8x8 in registers: ATen's generic strided copy is ~10x
 // slower than a plain copy for this permutation and would cost as much as the convolution on small layers.
-at::Tensor padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+at::Tensor padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right,
+                       bool parallel = true) {
   const auto nhwc = t.permute({0, 2, 3, 1});
   if (top == 0 && bottom == 0 && left == 0 && right == 0 && nhwc.is_contiguous()) return nhwc;
   const int64_t n = t.size(0), c = t.size(1), h = t.size(2), w = t.size(3);
@@ -55,7 +86,7 @@ at::Tensor padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t
   const float* src = t.data_ptr<float>();
   float* dst = out.data_ptr<float>();
   const int64_t sn = t.stride(0), sc = t.stride(1), sh = t.stride(2);
-  at::parallel_for(0, n * h, 1, [&](int64_t begin, int64_t end) {
+  for_range(parallel, n * h, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t img = row / h, y = row % h;
       kernels::transpose_avx512(src + img * sn + y * sh, sc, dst + ((img * hp + top + y) * wp + left) * c, c, c, w);
@@ -64,24 +95,29 @@ at::Tensor padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t
   return out;
 }
 
-// [N, H, W, C] contiguous, seen as [N, C, H, W] -> the same values in `format`.
-at::Tensor from_nhwc(const at::Tensor& nhwc, at::MemoryFormat format) {
-  const auto as_nchw = nhwc.permute({0, 3, 1, 2});
-  if (format == at::MemoryFormat::ChannelsLast || nhwc.size(3) == 1) return as_nchw.contiguous(format);
+// An [N, H, W, C] buffer for a result that goes to dst [N, C, H, W]: dst's own memory when dst is
+// channels-last, else a new buffer for store_nhwc to transpose from.
+at::Tensor nhwc_buffer_for(const at::Tensor& dst) {
+  const auto view = dst.permute({0, 2, 3, 1});
+  return view.is_contiguous() ? view : at::empty(view.sizes(), dst.options());
+}
+
+// dst [N, C, H, W] = nhwc [N, H, W, C], unless nhwc already is dst's memory (nhwc_buffer_for).
+void store_nhwc(const at::Tensor& nhwc, at::Tensor& dst, bool parallel) {
+  if (nhwc.data_ptr() == dst.data_ptr()) return;
+  TORCH_INTERNAL_ASSERT(dst.is_contiguous());
   const int64_t n = nhwc.size(0), pixels = nhwc.size(1) * nhwc.size(2), c = nhwc.size(3);
-  auto out = at::empty({n, c, nhwc.size(1), nhwc.size(2)}, nhwc.options());
   const float* src = nhwc.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
+  float* out = dst.data_ptr<float>();
   constexpr int64_t kPixelBlock = 256;
   const int64_t blocks = ceil_div(pixels, kPixelBlock);
-  at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
+  for_range(parallel, n * blocks, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t img = task / blocks, p0 = task % blocks * kPixelBlock;
-      kernels::transpose_avx512(src + (img * pixels + p0) * c, c, dst + img * c * pixels + p0, pixels,
+      kernels::transpose_avx512(src + (img * pixels + p0) * c, c, out + img * c * pixels + p0, pixels,
                                 std::min(kPixelBlock, pixels - p0), c);
     }
   });
-  return out;
 }
 
 // weight [K, Cg, R, S] -> [G, R*S, reduction, ldb] with the vector dimension padded to whole vectors:
@@ -119,7 +155,7 @@ struct TapProblem {
 
 // Work is split into (vector block, row block) tasks, vector-block major so that a thread's consecutive
 // tasks reuse the same weights; the reduction is cut into blocks whose weights (all taps) fit in L2.
-void run_tap_problem(const TapProblem& pr) {
+void run_tap_problem(const TapProblem& pr, bool parallel) {
   constexpr int64_t kBlockRows = 48;                // a multiple of every rows_per_tile
   constexpr int64_t kWeightBlockBytes = 160 << 10;  // weights of one reduction block: fits L2
   const int64_t rows = static_cast<int64_t>(pr.a_off.size());
@@ -128,7 +164,7 @@ void run_tap_problem(const TapProblem& pr) {
   const int64_t row_blocks = ceil_div(rows, kBlockRows);
   const int64_t reduction_block = std::max<int64_t>(
       1, kWeightBlockBytes / (std::max<int64_t>(taps, 1) * kMaxVectors * kLanes * int64_t(sizeof(float))));
-  at::parallel_for(0, pr.groups * vector_blocks * row_blocks, 1, [&](int64_t first_task, int64_t last_task) {
+  for_range(parallel, pr.groups * vector_blocks * row_blocks, [&](int64_t first_task, int64_t last_task) {
     kernels::TapTile t{};
     t.a_tap = pr.a_tap.data();
     t.b_tap = pr.b_tap.data();
@@ -222,81 +258,95 @@ at::Tensor direct_conv_forward(const at::Tensor& full_input, const at::Tensor& w
                                const std::optional<at::Tensor>& bias, const Conv2dShape& full_shape,
                                const Conv2dParams& full_params) {
   const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
-  const auto x_pad = padded_nhwc(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w);
   const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = s.k / p.groups, cg = s.c / p.groups;
   int64_t ldb = 0;
   const auto w = packed_weight(weight, p.groups, /*transposed=*/false, ldb);
   const auto b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
-  auto out = at::empty({s.n, s.ho, s.wo, s.k}, input.options());
+  auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(full_input.suggest_memory_format()));
+  std::vector<int64_t> b_tap;
+  for (int64_t t = 0; t < s.r * s.s; ++t) b_tap.push_back(t * cg * ldb);
 
-  TapProblem pr;
-  pr.a = x_pad.data_ptr<float>();
-  pr.c = out.data_ptr<float>();
-  pr.a_off = window_offsets(s, p, hp, wp);
-  pr.c_off.resize(pr.a_off.size());
-  for (size_t m = 0; m < pr.c_off.size(); ++m) pr.c_off[m] = static_cast<int64_t>(m) * s.k;
-  pr.a_tap = tap_offsets(s, p, wp);
-  for (int64_t t = 0; t < s.r * s.s; ++t) pr.b_tap.push_back(t * cg * ldb);
-  pr.reduction = cg;
-  pr.b = w.data_ptr<float>();
-  pr.ldb = ldb;
-  pr.width = kg;
-  pr.bias = b.defined() ? b.data_ptr<float>() : nullptr;
-  pr.groups = p.groups;
-  pr.a_group = cg;
-  pr.c_group = kg;
-  pr.b_group = s.r * s.s * cg * ldb;
-  run_tap_problem(pr);
-  return from_nhwc(out, full_input.suggest_memory_format());
+  over_image_steps(s.n, ceil_div(kRowsPerStep, s.ho * s.wo), [&](int64_t first, int64_t count, bool parallel) {
+    const auto x_pad = padded_nhwc(input.narrow(0, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, parallel);
+    auto out_step = out.narrow(0, first, count);
+    auto out_nhwc = nhwc_buffer_for(out_step);
+    Conv2dShape step = s;
+    step.n = count;
+    TapProblem pr;
+    pr.a = x_pad.data_ptr<float>();
+    pr.c = out_nhwc.data_ptr<float>();
+    pr.a_off = window_offsets(step, p, hp, wp);
+    pr.c_off.resize(pr.a_off.size());
+    for (size_t m = 0; m < pr.c_off.size(); ++m) pr.c_off[m] = static_cast<int64_t>(m) * s.k;
+    pr.a_tap = tap_offsets(s, p, wp);
+    pr.b_tap = b_tap;
+    pr.reduction = cg;
+    pr.b = w.data_ptr<float>();
+    pr.ldb = ldb;
+    pr.width = kg;
+    pr.bias = b.defined() ? b.data_ptr<float>() : nullptr;
+    pr.groups = p.groups;
+    pr.a_group = cg;
+    pr.c_group = kg;
+    pr.b_group = s.r * s.s * cg * ldb;
+    run_tap_problem(pr, parallel);
+    store_nhwc(out_nhwc, out_step, parallel);
+  });
+  return out;
 }
 
 at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv2dShape& s,
                                   const Conv2dParams& p, at::MemoryFormat format) {
   const auto [top, bottom] = grad_output_padding(s.h, s.ho, s.r, p.stride_h, p.pad_h, p.dil_h);
   const auto [left, right] = grad_output_padding(s.w, s.wo, s.s, p.stride_w, p.pad_w, p.dil_w);
-  const auto go_pad = padded_nhwc(grad_output, top, bottom, left, right);
   const int64_t hgp = s.ho + top + bottom, wgp = s.wo + left + right, kg = s.k / p.groups, cg = s.c / p.groups;
   int64_t ldb = 0;
   const auto w = packed_weight(weight, p.groups, /*transposed=*/true, ldb);
-  auto dx = at::empty({s.n, s.h, s.w, s.c}, grad_output.options());
+  auto dx = at::empty({s.n, s.c, s.h, s.w}, grad_output.options().memory_format(format));
 
-  for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
-    for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw) {
-      TapProblem pr;
-      for (int64_t r = 0; r < s.r; ++r) {
-        const int64_t num_h = ph + p.pad_h - r * p.dil_h;
-        if (((num_h % p.stride_h) + p.stride_h) % p.stride_h != 0) continue;
-        for (int64_t q = 0; q < s.s; ++q) {
-          const int64_t num_w = pw + p.pad_w - q * p.dil_w;
-          if (((num_w % p.stride_w) + p.stride_w) % p.stride_w != 0) continue;
-          pr.a_tap.push_back((num_h / p.stride_h * wgp + num_w / p.stride_w) * s.k);
-          pr.b_tap.push_back((r * s.s + q) * kg * ldb);
-        }
-      }
-      const int64_t rows_h = ceil_div(s.h - ph, p.stride_h), cols_w = ceil_div(s.w - pw, p.stride_w);
-      for (int64_t n = 0; n < s.n; ++n) {
-        for (int64_t j = 0; j < rows_h; ++j) {
-          for (int64_t i = 0; i < cols_w; ++i) {
-            pr.a_off.push_back(((n * hgp + j + top) * wgp + i + left) * s.k);
-            pr.c_off.push_back(((n * s.h + ph + j * p.stride_h) * s.w + pw + i * p.stride_w) * s.c);
+  over_image_steps(s.n, ceil_div(kRowsPerStep, s.h * s.w), [&](int64_t first, int64_t count, bool parallel) {
+    const auto go_pad = padded_nhwc(grad_output.narrow(0, first, count), top, bottom, left, right, parallel);
+    auto dx_step = dx.narrow(0, first, count);
+    auto dx_nhwc = nhwc_buffer_for(dx_step);
+    for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
+      for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw) {
+        TapProblem pr;
+        for (int64_t r = 0; r < s.r; ++r) {
+          const int64_t num_h = ph + p.pad_h - r * p.dil_h;
+          if (((num_h % p.stride_h) + p.stride_h) % p.stride_h != 0) continue;
+          for (int64_t q = 0; q < s.s; ++q) {
+            const int64_t num_w = pw + p.pad_w - q * p.dil_w;
+            if (((num_w % p.stride_w) + p.stride_w) % p.stride_w != 0) continue;
+            pr.a_tap.push_back((num_h / p.stride_h * wgp + num_w / p.stride_w) * s.k);
+            pr.b_tap.push_back((r * s.s + q) * kg * ldb);
           }
         }
+        const int64_t rows_h = ceil_div(s.h - ph, p.stride_h), cols_w = ceil_div(s.w - pw, p.stride_w);
+        for (int64_t n = 0; n < count; ++n) {
+          for (int64_t j = 0; j < rows_h; ++j) {
+            for (int64_t i = 0; i < cols_w; ++i) {
+              pr.a_off.push_back(((n * hgp + j + top) * wgp + i + left) * s.k);
+              pr.c_off.push_back(((n * s.h + ph + j * p.stride_h) * s.w + pw + i * p.stride_w) * s.c);
+            }
+          }
+        }
+        pr.a = go_pad.data_ptr<float>();
+        pr.c = dx_nhwc.data_ptr<float>();
+        pr.reduction = kg;
+        pr.b = w.data_ptr<float>();
+        pr.ldb = ldb;
+        pr.width = cg;
+        pr.bias = nullptr;
+        pr.groups = p.groups;
+        pr.a_group = kg;
+        pr.c_group = cg;
+        pr.b_group = s.r * s.s * kg * ldb;
+        run_tap_problem(pr, parallel);
       }
-      pr.a = go_pad.data_ptr<float>();
-      pr.c = dx.data_ptr<float>();
-      pr.reduction = kg;
-      pr.b = w.data_ptr<float>();
-      pr.ldb = ldb;
-      pr.width = cg;
-      pr.bias = nullptr;
-      pr.groups = p.groups;
-      pr.a_group = kg;
-      pr.c_group = cg;
-      pr.b_group = s.r * s.s * kg * ldb;
-      run_tap_problem(pr);
     }
-  }
-  return from_nhwc(dx, format);
+    store_nhwc(dx_nhwc, dx_step, parallel);
+  });
+  return dx;
 }
 
 at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& full_input,
