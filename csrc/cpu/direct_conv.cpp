@@ -352,17 +352,14 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
 at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& full_input,
                                    const Conv2dShape& full_shape, const Conv2dParams& full_params) {
   const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
-  const auto x_pad = padded_nhwc(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w);
-  const auto go = padded_nhwc(grad_output, 0, 0, 0, 0);  // rows [N*Ho*Wo, K]
   const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = s.k / p.groups, cg = s.c / p.groups;
-  const int64_t taps = s.r * s.s, rows = taps * cg, pixels = s.n * s.ho * s.wo;
-  const auto pix_off = window_offsets(s, p, hp, wp);
+  const int64_t taps = s.r * s.s, rows = taps * cg;
   const auto tap_off = tap_offsets(s, p, wp);
   std::vector<int64_t> row_off(rows);
   for (int64_t t = 0; t < taps; ++t)
     for (int64_t c = 0; c < cg; ++c) row_off[t * cg + c] = tap_off[t] + c;
-  auto dw = at::empty({p.groups, rows, kg}, input.options());
 
+  // Tiles of dw, vector-block major so that consecutive tiles read the same grad_output columns.
   struct Task { int64_t g, v0, row; };
   std::vector<Task> tasks;
   const int64_t nvec_total = ceil_div(kg, kLanes);
@@ -371,34 +368,51 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
       for (int64_t row = 0; row < rows; row += kernels::rows_per_tile(std::min<int64_t>(kMaxVectors, nvec_total - v0)))
         tasks.push_back({g, v0, row});
 
-  // Each thread owns a fixed set of tiles and walks the pixels in chunks whose grad_output rows and input
-  // windows stay in its L2 while all its tiles read them; no barrier between chunks is needed.
-  const int64_t chunk = std::clamp<int64_t>((96 << 10) / (int64_t(sizeof(float)) * (s.k + s.c)), 32, 4096);
-  const float* x_data = x_pad.data_ptr<float>();
-  const float* go_data = go.data_ptr<float>();
-  float* dw_data = dw.data_ptr<float>();
-  at::parallel_for(0, static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
-    kernels::PixelSumTile t{};
-    t.ldg = s.k;
-    t.ldw = kg;
-    for (int64_t first = 0; first < pixels; first += chunk) {
-      t.pix_off = pix_off.data() + first;
-      t.pixels = std::min(chunk, pixels - first);
-      t.accumulate = first > 0;
-      for (int64_t task = begin; task < end; ++task) {
-        const auto [g, v0, row] = tasks[task];
-        t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
-        t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(kg) : uint16_t(0xFFFF);
-        const int tile_rows = kernels::rows_per_tile(t.nvec);
-        t.rows = static_cast<int>(std::min<int64_t>(tile_rows, rows - row));
-        for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row_off[row + std::min(i, t.rows - 1)];
-        t.x = x_data + g * cg;
-        t.g = go_data + first * s.k + g * kg + v0 * kLanes;
-        t.dw = dw_data + (g * rows + row) * kg + v0 * kLanes;
-        kernels::pixel_sum_tile_avx512(t);
+  // The batch is cut into one slice of images per thread; each thread sums its slice into its own partial
+  // dw, in steps of images converted to channels-last in its cache and chunks of pixels that every tile
+  // reads while they are in L2. The partials are then added in slice order.
+  constexpr int64_t kChunkPixels = 256;
+  const int64_t slices = at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, s.n);
+  auto partial = at::empty({slices, p.groups, rows, kg}, input.options());
+  const int64_t images_per_step = ceil_div(kChunkPixels, s.ho * s.wo);
+  at::parallel_for(0, slices, 1, [&](int64_t first_slice, int64_t last_slice) {
+    for (int64_t slice = first_slice; slice < last_slice; ++slice) {
+      const int64_t image_end = (slice + 1) * s.n / slices;
+      float* dw = partial[slice].data_ptr<float>();
+      bool accumulate = false;
+      for (int64_t first = slice * s.n / slices; first < image_end; first += images_per_step) {
+        const int64_t count = std::min(images_per_step, image_end - first);
+        const auto x_pad = padded_nhwc(input.narrow(0, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, false);
+        const auto go = padded_nhwc(grad_output.narrow(0, first, count), 0, 0, 0, 0, false);  // [pixels, K]
+        Conv2dShape step = s;
+        step.n = count;
+        const auto pix_off = window_offsets(step, p, hp, wp);
+        const int64_t pixels = static_cast<int64_t>(pix_off.size());
+        kernels::PixelSumTile t{};
+        t.ldg = s.k;
+        t.ldw = kg;
+        for (int64_t chunk = 0; chunk < pixels; chunk += kChunkPixels) {
+          t.pix_off = pix_off.data() + chunk;
+          t.pixels = std::min(kChunkPixels, pixels - chunk);
+          t.accumulate = accumulate;
+          for (const auto& [g, v0, row] : tasks) {
+            t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
+            t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(kg) : uint16_t(0xFFFF);
+            const int tile_rows = kernels::rows_per_tile(t.nvec);
+            t.rows = static_cast<int>(std::min<int64_t>(tile_rows, rows - row));
+            for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row_off[row + std::min(i, t.rows - 1)];
+            t.x = x_pad.data_ptr<float>() + g * cg;
+            t.g = go.data_ptr<float>() + chunk * s.k + g * kg + v0 * kLanes;
+            t.dw = dw + (g * rows + row) * kg + v0 * kLanes;
+            kernels::pixel_sum_tile_avx512(t);
+          }
+          accumulate = true;
+        }
       }
     }
   });
+  auto dw = partial[0];
+  for (int64_t slice = 1; slice < slices; ++slice) dw.add_(partial[slice]);
   // [G, R*S*Cg, Kg] -> [G, R, S, Cg, Kg] -> [G, Kg, Cg, R, S] = [K, Cg, R, S]
   return dw.view({p.groups, s.r, s.s, cg, kg}).permute({0, 4, 3, 1, 2}).reshape({s.k, cg, s.r, s.s}).contiguous();
 }
