@@ -46,3 +46,39 @@ def _conv2d_backward(ctx, grad_output):
 
 
 torch.library.register_autograd("cnnext::conv2d", _conv2d_backward, setup_context=_conv2d_setup_context)
+
+
+def _conv2d_backward_setup_context(ctx, inputs, output):
+    grad_output, input, weight, stride, padding, dilation, groups, output_mask = inputs
+    ctx.save_for_backward(grad_output, input, weight)
+    ctx.conv_args = (stride, padding, dilation, groups)
+
+
+def _conv2d_double_backward(ctx, grad_grad_input, grad_grad_weight, grad_grad_bias):
+    """Each gradient of conv2d is linear in grad_output and in one of (input, weight), so its own
+    derivatives are again conv2d and conv2d_backward calls (with the roles of the tensors swapped)."""
+    grad_output, input, weight = ctx.saved_tensors
+    args = ctx.conv_args
+    wants_grad_output, wants_input, wants_weight = ctx.needs_input_grad[:3]
+    # Gradients that were skipped come back empty (size 0): they contribute nothing.
+    ggi = grad_grad_input if grad_grad_input is not None and grad_grad_input.numel() else None
+    ggw = grad_grad_weight if grad_grad_weight is not None and grad_grad_weight.numel() else None
+    ggb = grad_grad_bias if grad_grad_bias is not None and grad_grad_bias.numel() else None
+    d_grad_output = d_input = d_weight = None
+    if wants_grad_output:
+        d_grad_output = torch.zeros_like(grad_output)
+        if ggi is not None:
+            d_grad_output = d_grad_output + torch.ops.cnnext.conv2d(ggi, weight, None, *args)
+        if ggw is not None:
+            d_grad_output = d_grad_output + torch.ops.cnnext.conv2d(input, ggw, None, *args)
+        if ggb is not None:
+            d_grad_output = d_grad_output + ggb.view(1, -1, 1, 1)
+    if wants_input and ggw is not None:
+        d_input = torch.ops.cnnext.conv2d_backward(grad_output, input, ggw, *args, [True, False, False])[0]
+    if wants_weight and ggi is not None:
+        d_weight = torch.ops.cnnext.conv2d_backward(grad_output, ggi, weight, *args, [False, True, False])[1]
+    return d_grad_output, d_input, d_weight, None, None, None, None, None
+
+
+torch.library.register_autograd("cnnext::conv2d_backward", _conv2d_double_backward,
+                                setup_context=_conv2d_backward_setup_context)

@@ -59,8 +59,11 @@ inline Conv2dShape check_conv2d(const at::Tensor& input, const at::Tensor& weigh
                 weight.size(0), weight.size(2), weight.size(3), 0, 0};
   TORCH_CHECK(s.k % p.groups == 0, "conv2d: groups=", p.groups,
               " must divide out_channels (weight.size(0)), but got weight of size ", weight.sizes());
-  TORCH_CHECK(s.k > 0 && weight.size(1) > 0 && s.r > 0 && s.s > 0,
-              "conv2d: expected weight with non-zero sizes, but got weight of size ", weight.sizes());
+  TORCH_CHECK(s.k > 0 && s.r > 0 && s.s > 0,
+              "conv2d: expected weight with non-zero out_channels and kernel sizes, but got weight of size ",
+              weight.sizes());
+  TORCH_CHECK(s.h > 0 && s.w > 0, "conv2d: expected input with non-zero height and width, but got input of size ",
+              input.sizes());
   TORCH_CHECK(s.c == weight.size(1) * p.groups, "conv2d: with groups=", p.groups, ", weight of size ",
               weight.sizes(), " expects input with ", weight.size(1) * p.groups,
               " channels (weight.size(1) * groups), but got input of size ", input.sizes());

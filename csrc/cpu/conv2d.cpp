@@ -25,18 +25,19 @@ bool is_pointwise(const Conv2dShape& s, const Conv2dParams& p) {
 
 // weight [K, Cg, R, S] -> [G, Kg, R*S*Cg], the order of a column row.
 at::Tensor weight_matrices(const at::Tensor& weight, int64_t groups) {
-  return weight.permute({0, 2, 3, 1}).contiguous().view({groups, weight.size(0) / groups, -1});
+  const int64_t k = weight.size(0), row = weight.size(1) * weight.size(2) * weight.size(3);
+  return weight.permute({0, 2, 3, 1}).contiguous().view({groups, k / groups, row});
 }
 
 // A channels-last tensor [N, C, H, W] seen as the matrix [N*H*W, C].
 at::Tensor pixel_rows(const at::Tensor& t_cl) {
-  return t_cl.permute({0, 2, 3, 1}).view({-1, t_cl.size(1)});
+  return t_cl.permute({0, 2, 3, 1}).view({t_cl.size(0) * t_cl.size(2) * t_cl.size(3), t_cl.size(1)});
 }
 
 // Columns of images [first, first + n) as [n*Ho*Wo, G, R*S*Cg]; a 1x1 stride-1 conv uses the input itself.
 at::Tensor columns(const at::Tensor& x_cl, int64_t first, int64_t n, const Conv2dShape& s, const Conv2dParams& p,
                    at::Tensor& buffer) {
-  if (is_pointwise(s, p)) return pixel_rows(x_cl.narrow(0, first, n)).view({n * s.ho * s.wo, p.groups, -1});
+  if (is_pointwise(s, p)) return pixel_rows(x_cl.narrow(0, first, n)).view({n * s.ho * s.wo, p.groups, s.c / p.groups});
   auto col = buffer.narrow(0, 0, n * s.ho * s.wo);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x_cl.scalar_type(), "cnnext_im2col", [&] {
     im2col_nhwc(x_cl.data_ptr<scalar_t>() + first * s.c * s.h * s.w, col.data_ptr<scalar_t>(), n, s, p);
@@ -88,7 +89,7 @@ at::Tensor grad_input(const at::Tensor& go_rows, const at::Tensor& input, const 
   const auto dx_rows = pixel_rows(dx);
   for (int64_t first = 0; first < s.n; first += chunk) {
     const int64_t n = std::min(chunk, s.n - first);
-    auto dcol = pointwise ? dx_rows.narrow(0, first * pixels, n * pixels).view({n * pixels, p.groups, -1})
+    auto dcol = pointwise ? dx_rows.narrow(0, first * pixels, n * pixels).view({n * pixels, p.groups, s.c / p.groups})
                           : dcol_buffer.narrow(0, 0, n * pixels);
     const auto go = go_rows.narrow(0, first * pixels, n * pixels);
     for (int64_t g = 0; g < p.groups; ++g) {
