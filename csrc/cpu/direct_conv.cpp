@@ -124,7 +124,7 @@ void store_nhwc(const at::Tensor& nhwc, at::Tensor& dst, bool parallel) {
 // for the forward pass reduction = Cg and vectors over Kg; transposed, reduction = Kg and vectors over Cg.
 at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transposed, int64_t& ldb) {
   const int64_t k = weight.size(0), cg = weight.size(1), r = weight.size(2), s = weight.size(3), kg = k / groups;
-  const auto grouped = weight.view({groups, kg, cg, r, s});
+  const auto grouped = weight.reshape({groups, kg, cg, r, s});
   const auto taps_first = transposed ? grouped.permute({0, 3, 4, 1, 2}) : grouped.permute({0, 3, 4, 2, 1});
   const int64_t width = transposed ? cg : kg, reduction = transposed ? kg : cg;
   ldb = ceil_div(width, kLanes) * kLanes;
@@ -151,6 +151,7 @@ struct TapProblem {
   int64_t ldb, width;
   const float* bias;
   int64_t groups, a_group, c_group, b_group;
+  bool depthwise;
 };
 
 // Work is split into (vector block, row block) tasks, vector-block major so that a thread's consecutive
@@ -170,6 +171,7 @@ void run_tap_problem(const TapProblem& pr, bool parallel) {
     t.b_tap = pr.b_tap.data();
     t.taps = taps;
     t.ldb = pr.ldb;
+    t.depthwise = pr.depthwise;
     for (int64_t task = first_task; task < last_task; ++task) {
       const int64_t g = task / (vector_blocks * row_blocks), v0 = (task / row_blocks) % vector_blocks * kMaxVectors;
       const int64_t row_begin = task % row_blocks * kBlockRows, row_end = std::min(rows, row_begin + kBlockRows);
@@ -185,7 +187,7 @@ void run_tap_problem(const TapProblem& pr, bool parallel) {
           t.rows = static_cast<int>(std::min<int64_t>(tile_rows, row_end - row));
           for (int i = 0; i < tile_rows; ++i) {
             const int64_t r = row + std::min(i, t.rows - 1);  // spare rows repeat the last one, unstored
-            t.a_rows[i] = pr.a + g * pr.a_group + pr.a_off[r] + j0;
+            t.a_rows[i] = pr.a + g * pr.a_group + pr.a_off[r] + (pr.depthwise ? v0 * kLanes : j0);
             t.c_rows[i] = pr.c + g * pr.c_group + pr.c_off[r] + v0 * kLanes;
           }
           kernels::tap_tile_avx512(t);
@@ -246,21 +248,35 @@ std::tuple<at::Tensor, Conv2dShape, Conv2dParams> subsampled_if_pointwise(const 
   return {picked, s, p};
 }
 
+// How the channels split into independent problems. A depthwise conv (one input and one output channel
+// per group) is a single problem whose vectors run over the channels themselves.
+struct Grouping {
+  int64_t groups, cg, kg;
+  bool depthwise;
+};
+
+Grouping grouping_of(const Conv2dShape& s, const Conv2dParams& p) {
+  if (p.groups > 1 && p.groups == s.c && p.groups == s.k) return {1, 1, s.k, true};
+  return {p.groups, s.c / p.groups, s.k / p.groups, false};
+}
+
 }  // namespace
 
 bool direct_conv_applies(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p) {
-  const int64_t kg = s.k / p.groups, cg = s.c / p.groups;
-  const bool wide_groups = p.groups == 1 || (kg >= kLanes && cg >= kLanes);  // depthwise wastes the vectors
-  return input.scalar_type() == at::kFloat && input.device().is_cpu() && wide_groups && direct_kernel_enabled();
+  const auto gr = grouping_of(s, p);
+  // Narrow groups (other than depthwise) would leave most vector lanes idle: GEMM handles them.
+  const bool vectors_filled = gr.depthwise || gr.groups == 1 || (gr.kg >= kLanes && gr.cg >= kLanes);
+  return input.scalar_type() == at::kFloat && input.device().is_cpu() && vectors_filled && direct_kernel_enabled();
 }
 
 at::Tensor direct_conv_forward(const at::Tensor& full_input, const at::Tensor& weight,
                                const std::optional<at::Tensor>& bias, const Conv2dShape& full_shape,
                                const Conv2dParams& full_params) {
   const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
-  const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = s.k / p.groups, cg = s.c / p.groups;
+  const auto gr = grouping_of(s, p);
+  const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = gr.kg, cg = gr.cg;
   int64_t ldb = 0;
-  const auto w = packed_weight(weight, p.groups, /*transposed=*/false, ldb);
+  const auto w = packed_weight(weight, gr.groups, /*transposed=*/false, ldb);
   const auto b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
   auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(full_input.suggest_memory_format()));
   std::vector<int64_t> b_tap;
@@ -285,10 +301,11 @@ at::Tensor direct_conv_forward(const at::Tensor& full_input, const at::Tensor& w
     pr.ldb = ldb;
     pr.width = kg;
     pr.bias = b.defined() ? b.data_ptr<float>() : nullptr;
-    pr.groups = p.groups;
+    pr.groups = gr.groups;
     pr.a_group = cg;
     pr.c_group = kg;
     pr.b_group = s.r * s.s * cg * ldb;
+    pr.depthwise = gr.depthwise;
     run_tap_problem(pr, parallel);
     store_nhwc(out_nhwc, out_step, parallel);
   });
@@ -299,9 +316,12 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
                                   const Conv2dParams& p, at::MemoryFormat format) {
   const auto [top, bottom] = grad_output_padding(s.h, s.ho, s.r, p.stride_h, p.pad_h, p.dil_h);
   const auto [left, right] = grad_output_padding(s.w, s.wo, s.s, p.stride_w, p.pad_w, p.dil_w);
-  const int64_t hgp = s.ho + top + bottom, wgp = s.wo + left + right, kg = s.k / p.groups, cg = s.c / p.groups;
+  const int64_t hgp = s.ho + top + bottom, wgp = s.wo + left + right;
+  const auto gr = grouping_of(s, p);
+  // Reduction over a group's output channels, vectors over its input channels (depthwise: no reduction).
+  const int64_t reduction = gr.depthwise ? 1 : gr.kg, width = gr.depthwise ? s.c : gr.cg;
   int64_t ldb = 0;
-  const auto w = packed_weight(weight, p.groups, /*transposed=*/true, ldb);
+  const auto w = packed_weight(weight, gr.groups, /*transposed=*/!gr.depthwise, ldb);
   auto dx = at::empty({s.n, s.c, s.h, s.w}, grad_output.options().memory_format(format));
 
   over_image_steps(s.n, ceil_div(kRowsPerStep, s.h * s.w), [&](int64_t first, int64_t count, bool parallel) {
@@ -318,7 +338,7 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
             const int64_t num_w = pw + p.pad_w - q * p.dil_w;
             if (((num_w % p.stride_w) + p.stride_w) % p.stride_w != 0) continue;
             pr.a_tap.push_back((num_h / p.stride_h * wgp + num_w / p.stride_w) * s.k);
-            pr.b_tap.push_back((r * s.s + q) * kg * ldb);
+            pr.b_tap.push_back((r * s.s + q) * reduction * ldb);
           }
         }
         const int64_t rows_h = ceil_div(s.h - ph, p.stride_h), cols_w = ceil_div(s.w - pw, p.stride_w);
@@ -332,15 +352,16 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
         }
         pr.a = go_pad.data_ptr<float>();
         pr.c = dx_nhwc.data_ptr<float>();
-        pr.reduction = kg;
+        pr.reduction = reduction;
         pr.b = w.data_ptr<float>();
         pr.ldb = ldb;
-        pr.width = cg;
+        pr.width = width;
         pr.bias = nullptr;
-        pr.groups = p.groups;
-        pr.a_group = kg;
-        pr.c_group = cg;
-        pr.b_group = s.r * s.s * kg * ldb;
+        pr.groups = gr.groups;
+        pr.a_group = gr.kg;
+        pr.c_group = gr.cg;
+        pr.b_group = s.r * s.s * reduction * ldb;
+        pr.depthwise = gr.depthwise;
         run_tap_problem(pr, parallel);
       }
     }
@@ -352,7 +373,8 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
 at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& full_input,
                                    const Conv2dShape& full_shape, const Conv2dParams& full_params) {
   const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
-  const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = s.k / p.groups, cg = s.c / p.groups;
+  const auto gr = grouping_of(s, p);
+  const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = gr.kg, cg = gr.cg;
   const int64_t taps = s.r * s.s, rows = taps * cg;
   const auto tap_off = tap_offsets(s, p, wp);
   std::vector<int64_t> row_off(rows);
@@ -363,7 +385,7 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
   struct Task { int64_t g, v0, row; };
   std::vector<Task> tasks;
   const int64_t nvec_total = ceil_div(kg, kLanes);
-  for (int64_t g = 0; g < p.groups; ++g)
+  for (int64_t g = 0; g < gr.groups; ++g)
     for (int64_t v0 = 0; v0 < nvec_total; v0 += kMaxVectors)
       for (int64_t row = 0; row < rows; row += kernels::rows_per_tile(std::min<int64_t>(kMaxVectors, nvec_total - v0)))
         tasks.push_back({g, v0, row});
@@ -373,7 +395,7 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
   // reads while they are in L2. The partials are then added in slice order.
   constexpr int64_t kChunkPixels = 256;
   const int64_t slices = at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, s.n);
-  auto partial = at::empty({slices, p.groups, rows, kg}, input.options());
+  auto partial = at::empty({slices, gr.groups, rows, kg}, input.options());
   const int64_t images_per_step = ceil_div(kChunkPixels, s.ho * s.wo);
   at::parallel_for(0, slices, 1, [&](int64_t first_slice, int64_t last_slice) {
     for (int64_t slice = first_slice; slice < last_slice; ++slice) {
@@ -391,6 +413,7 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
         kernels::PixelSumTile t{};
         t.ldg = s.k;
         t.ldw = kg;
+        t.depthwise = gr.depthwise;
         for (int64_t chunk = 0; chunk < pixels; chunk += kChunkPixels) {
           t.pix_off = pix_off.data() + chunk;
           t.pixels = std::min(kChunkPixels, pixels - chunk);
@@ -401,7 +424,7 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
             const int tile_rows = kernels::rows_per_tile(t.nvec);
             t.rows = static_cast<int>(std::min<int64_t>(tile_rows, rows - row));
             for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row_off[row + std::min(i, t.rows - 1)];
-            t.x = x_pad.data_ptr<float>() + g * cg;
+            t.x = x_pad.data_ptr<float>() + (gr.depthwise ? v0 * kLanes : g * cg);
             t.g = go.data_ptr<float>() + chunk * s.k + g * kg + v0 * kLanes;
             t.dw = dw + (g * rows + row) * kg + v0 * kLanes;
             kernels::pixel_sum_tile_avx512(t);
@@ -414,7 +437,7 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
   auto dw = partial[0];
   for (int64_t slice = 1; slice < slices; ++slice) dw.add_(partial[slice]);
   // [G, R*S*Cg, Kg] -> [G, R, S, Cg, Kg] -> [G, Kg, Cg, R, S] = [K, Cg, R, S]
-  return dw.view({p.groups, s.r, s.s, cg, kg}).permute({0, 4, 3, 1, 2}).reshape({s.k, cg, s.r, s.s}).contiguous();
+  return dw.view({gr.groups, s.r, s.s, cg, kg}).permute({0, 4, 3, 1, 2}).reshape({s.k, cg, s.r, s.s}).contiguous();
 }
 
 }  // namespace cnnext::cpu

@@ -20,7 +20,7 @@ CNNEXT_AVX512 inline __mmask16 lane_mask(int v, uint16_t last_mask) {
   return v == NV - 1 ? __mmask16(last_mask) : __mmask16(0xFFFF);
 }
 
-template <int MI, int NV>
+template <int MI, int NV, bool Depthwise>
 CNNEXT_AVX512 void tap_tile(const TapTile& t) {
   __m512 acc[MI][NV];
 #pragma GCC unroll 4
@@ -37,6 +37,18 @@ CNNEXT_AVX512 void tap_tile(const TapTile& t) {
 #pragma GCC unroll 12
     for (int i = 0; i < MI; ++i) a[i] = t.a_rows[i] + t.a_tap[tap];
     const float* b = t.b + t.b_tap[tap];
+    if constexpr (Depthwise) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const __m512 bv = _mm512_loadu_ps(b + v * kLanes);
+        const __mmask16 mask = lane_mask<NV>(v, t.last_mask);
+#pragma GCC unroll 12
+        for (int i = 0; i < MI; ++i) {
+          acc[i][v] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a[i] + v * kLanes), bv, acc[i][v]);
+        }
+      }
+      continue;
+    }
     for (int64_t j = 0; j < t.reduction; ++j, b += t.ldb) {
       __m512 bv[NV];
 #pragma GCC unroll 4
@@ -57,7 +69,7 @@ CNNEXT_AVX512 void tap_tile(const TapTile& t) {
   }
 }
 
-template <int MI, int NV>
+template <int MI, int NV, bool Depthwise>
 CNNEXT_AVX512 void pixel_sum_tile(const PixelSumTile& t) {
   __m512 acc[MI][NV];
 #pragma GCC unroll 12
@@ -80,9 +92,17 @@ CNNEXT_AVX512 void pixel_sum_tile(const PixelSumTile& t) {
     for (int v = 0; v < NV; ++v) gv[v] = _mm512_maskz_loadu_ps(lane_mask<NV>(v, t.last_mask), g + v * kLanes);
 #pragma GCC unroll 12
     for (int i = 0; i < MI; ++i) {
-      const __m512 xi = _mm512_set1_ps(x[row_off[i]]);
+      if constexpr (Depthwise) {
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(xi, gv[v], acc[i][v]);
+        for (int v = 0; v < NV; ++v) {
+          const __m512 xv = _mm512_maskz_loadu_ps(lane_mask<NV>(v, t.last_mask), x + row_off[i] + v * kLanes);
+          acc[i][v] = _mm512_fmadd_ps(xv, gv[v], acc[i][v]);
+        }
+      } else {
+        const __m512 xi = _mm512_set1_ps(x[row_off[i]]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(xi, gv[v], acc[i][v]);
+      }
     }
   }
 #pragma GCC unroll 12
@@ -130,22 +150,32 @@ CNNEXT_AVX512 void transpose_avx512(const float* src, int64_t ld_src, float* dst
     for (int64_t j = 0; j < cols; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
 }
 
-CNNEXT_AVX512 void tap_tile_avx512(const TapTile& t) {
+template <bool Depthwise>
+CNNEXT_AVX512 void tap_tile_for(const TapTile& t) {
   switch (t.nvec) {
-    case 4: return tap_tile<rows_per_tile(4), 4>(t);
-    case 3: return tap_tile<rows_per_tile(3), 3>(t);
-    case 2: return tap_tile<rows_per_tile(2), 2>(t);
-    default: return tap_tile<rows_per_tile(1), 1>(t);
+    case 4: return tap_tile<rows_per_tile(4), 4, Depthwise>(t);
+    case 3: return tap_tile<rows_per_tile(3), 3, Depthwise>(t);
+    case 2: return tap_tile<rows_per_tile(2), 2, Depthwise>(t);
+    default: return tap_tile<rows_per_tile(1), 1, Depthwise>(t);
   }
 }
 
-CNNEXT_AVX512 void pixel_sum_tile_avx512(const PixelSumTile& t) {
+template <bool Depthwise>
+CNNEXT_AVX512 void pixel_sum_tile_for(const PixelSumTile& t) {
   switch (t.nvec) {
-    case 4: return pixel_sum_tile<rows_per_tile(4), 4>(t);
-    case 3: return pixel_sum_tile<rows_per_tile(3), 3>(t);
-    case 2: return pixel_sum_tile<rows_per_tile(2), 2>(t);
-    default: return pixel_sum_tile<rows_per_tile(1), 1>(t);
+    case 4: return pixel_sum_tile<rows_per_tile(4), 4, Depthwise>(t);
+    case 3: return pixel_sum_tile<rows_per_tile(3), 3, Depthwise>(t);
+    case 2: return pixel_sum_tile<rows_per_tile(2), 2, Depthwise>(t);
+    default: return pixel_sum_tile<rows_per_tile(1), 1, Depthwise>(t);
   }
+}
+
+CNNEXT_AVX512 void tap_tile_avx512(const TapTile& t) {
+  return t.depthwise ? tap_tile_for<true>(t) : tap_tile_for<false>(t);
+}
+
+CNNEXT_AVX512 void pixel_sum_tile_avx512(const PixelSumTile& t) {
+  return t.depthwise ? pixel_sum_tile_for<true>(t) : pixel_sum_tile_for<false>(t);
 }
 
 }  // namespace cnnext::cpu::kernels

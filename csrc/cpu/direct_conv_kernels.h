@@ -35,6 +35,7 @@ struct TapTile {
   int64_t ldb;
   const float* bias;
   bool accumulate;
+  bool depthwise;  // a is read as vectors too: a_rows[i][a_tap[t] + v*16 + l] * b[b_tap[t] + v*16 + l]
 };
 
 // dw[i * ldw + v*16 + l] (+)= sum over pixels p of x[pix_off[p] + row_off[i]] * g[p * ldg + v*16 + l]
@@ -51,6 +52,7 @@ struct PixelSumTile {
   int rows, nvec;
   uint16_t last_mask;
   bool accumulate;
+  bool depthwise;  // x is read as vectors too: x[pix_off[p] + row_off[i] + v*16 + l] * g[...]
 };
 
 // dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (8x8 register transposes).
