@@ -23,6 +23,7 @@ namespace {
 
 using kernels::kLanes;
 using kernels::kMaxVectors;
+constexpr int64_t kBlockLanes = kMaxVectors * kLanes;  // output lanes of one tile
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -120,18 +121,59 @@ void store_nhwc(const at::Tensor& nhwc, at::Tensor& dst, bool parallel) {
   });
 }
 
-// weight [K, Cg, R, S] -> [G, R*S, reduction, ldb] with the vector dimension padded to whole vectors:
-// for the forward pass reduction = Cg and vectors over Kg; transposed, reduction = Kg and vectors over Cg.
-at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transposed, int64_t& ldb) {
-  const int64_t k = weight.size(0), cg = weight.size(1), r = weight.size(2), s = weight.size(3), kg = k / groups;
-  const auto grouped = weight.reshape({groups, kg, cg, r, s});
-  const auto taps_first = transposed ? grouped.permute({0, 3, 4, 1, 2}) : grouped.permute({0, 3, 4, 2, 1});
+// weight [K, Cg, R, S] -> [G, blocks, R*S, reduction, 64]: per group, blocks of 64 lanes (one tile's width,
+// zero-padded) outermost so that the weights a tile streams are contiguous; for the forward pass
+// reduction = Cg and lanes over Kg, transposed reduction = Kg and lanes over Cg. The forward order moves K
+// innermost, which ATen's permuted copy does slowly (7 ms for 512x512x3x3): each group's [Kg, Cg*R*S]
+// matrix is transposed in registers first.
+at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transposed) {
+  const int64_t k = weight.size(0), cg = weight.size(1), taps = weight.size(2) * weight.size(3), kg = k / groups;
   const int64_t width = transposed ? cg : kg, reduction = transposed ? kg : cg;
-  ldb = ceil_div(width, kLanes) * kLanes;
-  auto packed = ldb == width ? at::empty({groups, r, s, reduction, ldb}, weight.options())
-                             : at::zeros({groups, r, s, reduction, ldb}, weight.options());
-  packed.narrow(4, 0, width).copy_(taps_first);
-  return packed.view({groups, r * s, reduction, ldb});
+  at::Tensor lanes_last;  // [G, taps, reduction, width]
+  if (transposed) {
+    lanes_last = weight.reshape({groups, kg, cg, taps}).permute({0, 3, 1, 2});
+  } else {
+    const auto w = weight.contiguous();
+    auto k_last = at::empty({groups, cg, taps, kg}, weight.options());
+    const int64_t per_group = kg * cg * taps;
+    at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g) {
+        kernels::transpose_avx512(w.data_ptr<float>() + g * per_group, cg * taps,
+                                  k_last.data_ptr<float>() + g * per_group, kg, kg, cg * taps);
+      }
+    });
+    lanes_last = k_last.permute({0, 2, 1, 3});
+  }
+  const int64_t blocks = ceil_div(width, kBlockLanes);
+  auto packed = blocks * kBlockLanes == width ? at::empty({groups, blocks, taps, reduction, kBlockLanes}, weight.options())
+                                              : at::zeros({groups, blocks, taps, reduction, kBlockLanes}, weight.options());
+  for (int64_t block = 0; block < blocks; ++block) {
+    const int64_t lanes = std::min(kBlockLanes, width - block * kBlockLanes);
+    packed.select(1, block).narrow(3, 0, lanes).copy_(lanes_last.narrow(3, block * kBlockLanes, lanes));
+  }
+  return packed;
+}
+
+// grad weight as the kernels leave it, [G, R*S*Cg, Kg], -> weight's layout [G*Kg, Cg, R, S], by two
+// register transposes (ATen's permuted copy took 17 ms for 512x512x3x3).
+at::Tensor unpacked_grad_weight(const at::Tensor& dw, int64_t groups, int64_t cg, int64_t kg, int64_t r, int64_t s) {
+  const int64_t taps = r * s, per_group = taps * cg * kg;
+  auto k_first = at::empty({groups * kg, taps, cg}, dw.options());
+  at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      kernels::transpose_avx512(dw.data_ptr<float>() + g * per_group, kg, k_first.data_ptr<float>() + g * per_group,
+                                taps * cg, taps * cg, kg);
+    }
+  });
+  if (taps == 1) return k_first.view({groups * kg, cg, r, s});
+  auto out = at::empty({groups * kg, cg, r, s}, dw.options());
+  at::parallel_for(0, groups * kg, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      kernels::transpose_avx512(k_first.data_ptr<float>() + k * taps * cg, cg, out.data_ptr<float>() + k * taps * cg,
+                                taps, taps, cg);
+    }
+  });
+  return out;
 }
 
 uint16_t last_lanes_mask(int64_t width) {
@@ -147,10 +189,11 @@ struct TapProblem {
   std::vector<int64_t> a_off, c_off;
   std::vector<int64_t> a_tap, b_tap;
   int64_t reduction;
-  const float* b;
-  int64_t ldb, width;
+  const float* b;  // packed_weight(): [groups][blocks][taps][reduction][kBlockLanes]
+  int64_t width;
   const float* bias;
-  int64_t groups, a_group, c_group, b_group;
+  int64_t b_block;  // floats of one (group, block) of b: taps * reduction * kBlockLanes
+  int64_t groups, a_group, c_group;
   bool depthwise;
 };
 
@@ -170,7 +213,7 @@ void run_tap_problem(const TapProblem& pr, bool parallel) {
     t.a_tap = pr.a_tap.data();
     t.b_tap = pr.b_tap.data();
     t.taps = taps;
-    t.ldb = pr.ldb;
+    t.ldb = kBlockLanes;
     t.depthwise = pr.depthwise;
     for (int64_t task = first_task; task < last_task; ++task) {
       const int64_t g = task / (vector_blocks * row_blocks), v0 = (task / row_blocks) % vector_blocks * kMaxVectors;
@@ -181,7 +224,7 @@ void run_tap_problem(const TapProblem& pr, bool parallel) {
       for (int64_t j0 = 0; j0 < std::max<int64_t>(pr.reduction, 1); j0 += reduction_block) {
         t.reduction = std::min(reduction_block, pr.reduction - j0);
         t.accumulate = j0 > 0;
-        t.b = pr.b + g * pr.b_group + j0 * pr.ldb + v0 * kLanes;
+        t.b = pr.b + (g * vector_blocks + v0 / kMaxVectors) * pr.b_block + j0 * kBlockLanes;
         t.bias = pr.bias && j0 == 0 ? pr.bias + g * pr.width + v0 * kLanes : nullptr;
         for (int64_t row = row_begin; row < row_end; row += tile_rows) {
           t.rows = static_cast<int>(std::min<int64_t>(tile_rows, row_end - row));
@@ -275,12 +318,11 @@ at::Tensor direct_conv_forward(const at::Tensor& full_input, const at::Tensor& w
   const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
   const auto gr = grouping_of(s, p);
   const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = gr.kg, cg = gr.cg;
-  int64_t ldb = 0;
-  const auto w = packed_weight(weight, gr.groups, /*transposed=*/false, ldb);
+  const auto w = packed_weight(weight, gr.groups, /*transposed=*/false);
   const auto b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
   auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(full_input.suggest_memory_format()));
   std::vector<int64_t> b_tap;
-  for (int64_t t = 0; t < s.r * s.s; ++t) b_tap.push_back(t * cg * ldb);
+  for (int64_t t = 0; t < s.r * s.s; ++t) b_tap.push_back(t * cg * kBlockLanes);
 
   over_image_steps(s.n, ceil_div(kRowsPerStep, s.ho * s.wo), [&](int64_t first, int64_t count, bool parallel) {
     const auto x_pad = padded_nhwc(input.narrow(0, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, parallel);
@@ -298,13 +340,12 @@ at::Tensor direct_conv_forward(const at::Tensor& full_input, const at::Tensor& w
     pr.b_tap = b_tap;
     pr.reduction = cg;
     pr.b = w.data_ptr<float>();
-    pr.ldb = ldb;
     pr.width = kg;
     pr.bias = b.defined() ? b.data_ptr<float>() : nullptr;
     pr.groups = gr.groups;
     pr.a_group = cg;
     pr.c_group = kg;
-    pr.b_group = s.r * s.s * cg * ldb;
+    pr.b_block = s.r * s.s * cg * kBlockLanes;
     pr.depthwise = gr.depthwise;
     run_tap_problem(pr, parallel);
     store_nhwc(out_nhwc, out_step, parallel);
@@ -320,8 +361,7 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
   const auto gr = grouping_of(s, p);
   // Reduction over a group's output channels, vectors over its input channels (depthwise: no reduction).
   const int64_t reduction = gr.depthwise ? 1 : gr.kg, width = gr.depthwise ? s.c : gr.cg;
-  int64_t ldb = 0;
-  const auto w = packed_weight(weight, gr.groups, /*transposed=*/!gr.depthwise, ldb);
+  const auto w = packed_weight(weight, gr.groups, /*transposed=*/!gr.depthwise);
   auto dx = at::empty({s.n, s.c, s.h, s.w}, grad_output.options().memory_format(format));
 
   over_image_steps(s.n, ceil_div(kRowsPerStep, s.h * s.w), [&](int64_t first, int64_t count, bool parallel) {
@@ -338,7 +378,7 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
             const int64_t num_w = pw + p.pad_w - q * p.dil_w;
             if (((num_w % p.stride_w) + p.stride_w) % p.stride_w != 0) continue;
             pr.a_tap.push_back((num_h / p.stride_h * wgp + num_w / p.stride_w) * s.k);
-            pr.b_tap.push_back((r * s.s + q) * reduction * ldb);
+            pr.b_tap.push_back((r * s.s + q) * reduction * kBlockLanes);
           }
         }
         const int64_t rows_h = ceil_div(s.h - ph, p.stride_h), cols_w = ceil_div(s.w - pw, p.stride_w);
@@ -354,13 +394,12 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
         pr.c = dx_nhwc.data_ptr<float>();
         pr.reduction = reduction;
         pr.b = w.data_ptr<float>();
-        pr.ldb = ldb;
         pr.width = width;
         pr.bias = nullptr;
         pr.groups = gr.groups;
         pr.a_group = gr.kg;
         pr.c_group = gr.cg;
-        pr.b_group = s.r * s.s * reduction * ldb;
+        pr.b_block = s.r * s.s * reduction * kBlockLanes;
         pr.depthwise = gr.depthwise;
         run_tap_problem(pr, parallel);
       }
@@ -436,8 +475,7 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
   });
   auto dw = partial[0];
   for (int64_t slice = 1; slice < slices; ++slice) dw.add_(partial[slice]);
-  // [G, R*S*Cg, Kg] -> [G, R, S, Cg, Kg] -> [G, Kg, Cg, R, S] = [K, Cg, R, S]
-  return dw.view({gr.groups, s.r, s.s, cg, kg}).permute({0, 4, 3, 1, 2}).reshape({s.k, cg, s.r, s.s}).contiguous();
+  return unpacked_grad_weight(dw, gr.groups, cg, kg, s.r, s.s);
 }
 
 }  // namespace cnnext::cpu
