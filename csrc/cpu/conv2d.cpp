@@ -1,10 +1,12 @@
-// Conv2d on the CPU: channels-last im2col + one GEMM per group (ATen's mm, i.e. MKL), working through
-// the batch in chunks so that the column buffer stays bounded whatever the batch size.
+// Conv2d on the CPU. float32 on AVX-512 CPUs runs the direct convolution of direct_conv.cpp; everything
+// else runs channels-last im2col + one GEMM per group (ATen's mm, i.e. MKL), working through the batch in
+// chunks so that the column buffer stays bounded whatever the batch size.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
 #include "../conv_params.h"
+#include "direct_conv.h"
 #include "im2col.h"
 
 namespace cnnext::cpu {
@@ -53,6 +55,9 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   const auto s = check_conv2d(input, weight, bias, p);
   auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (s.n == 0) return out.contiguous(input.suggest_memory_format());
+  if (direct_conv_applies(input, s, p)) {
+    return direct_conv_forward(input, weight, bias, s, p);
+  }
 
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast);
   const auto w = weight_matrices(weight, groups);
@@ -130,6 +135,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
   if (s.n == 0) {
     if (output_mask[0]) dx = at::empty_like(input);
     if (output_mask[1]) dw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
+    return {dx, dw, db};
+  }
+  if (direct_conv_applies(input, s, p)) {
+    if (output_mask[0]) dx = direct_conv_grad_input(grad_output, weight, s, p, input.suggest_memory_format());
+    if (output_mask[1]) dw = direct_conv_grad_weight(grad_output, input, s, p);
     return {dx, dw, db};
   }
   const auto go_rows = pixel_rows(grad_output.contiguous(at::MemoryFormat::ChannelsLast));

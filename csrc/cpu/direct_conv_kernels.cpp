@@ -1,0 +1,181 @@
+// AVX-512 micro-kernels of direct_conv_kernels.h. Only these functions carry the avx512f target, and
+// they are called only after cpu_has_avx512() said yes, so the library still loads on AVX2-only CPUs.
+#include "direct_conv_kernels.h"
+
+#include <immintrin.h>
+
+#define CNNEXT_AVX512 __attribute__((target("avx512f,avx512vl,fma")))
+
+namespace cnnext::cpu::kernels {
+
+bool cpu_has_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+}
+
+namespace {
+
+template <int NV>
+CNNEXT_AVX512 inline __mmask16 lane_mask(int v, uint16_t last_mask) {
+  return v == NV - 1 ? __mmask16(last_mask) : __mmask16(0xFFFF);
+}
+
+template <int MI, int NV, bool Depthwise>
+CNNEXT_AVX512 void tap_tile(const TapTile& t) {
+  __m512 acc[MI][NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const __mmask16 mask = lane_mask<NV>(v, t.last_mask);
+    const __m512 init = t.bias ? _mm512_maskz_loadu_ps(mask, t.bias + v * kLanes) : _mm512_setzero_ps();
+#pragma GCC unroll 12
+    for (int i = 0; i < MI; ++i) {
+      acc[i][v] = t.accumulate ? _mm512_maskz_loadu_ps(mask, t.c_rows[i] + v * kLanes) : init;
+    }
+  }
+  const float* a[MI];
+  for (int tap = 0; tap < t.taps; ++tap) {
+#pragma GCC unroll 12
+    for (int i = 0; i < MI; ++i) a[i] = t.a_rows[i] + t.a_tap[tap];
+    const float* b = t.b + t.b_tap[tap];
+    if constexpr (Depthwise) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const __m512 bv = _mm512_loadu_ps(b + v * kLanes);
+        const __mmask16 mask = lane_mask<NV>(v, t.last_mask);
+#pragma GCC unroll 12
+        for (int i = 0; i < MI; ++i) {
+          acc[i][v] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a[i] + v * kLanes), bv, acc[i][v]);
+        }
+      }
+      continue;
+    }
+    for (int64_t j = 0; j < t.reduction; ++j, b += t.ldb) {
+      __m512 bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + v * kLanes);
+#pragma GCC unroll 12
+      for (int i = 0; i < MI; ++i) {
+        const __m512 ai = _mm512_set1_ps(a[i][j]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+      }
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < MI; ++i) {
+    if (i >= t.rows) break;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(t.c_rows[i] + v * kLanes, lane_mask<NV>(v, t.last_mask), acc[i][v]);
+  }
+}
+
+template <int MI, int NV, bool Depthwise>
+CNNEXT_AVX512 void pixel_sum_tile(const PixelSumTile& t) {
+  __m512 acc[MI][NV];
+#pragma GCC unroll 12
+  for (int i = 0; i < MI; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      acc[i][v] = t.accumulate && i < t.rows
+                      ? _mm512_maskz_loadu_ps(lane_mask<NV>(v, t.last_mask), t.dw + i * t.ldw + v * kLanes)
+                      : _mm512_setzero_ps();
+    }
+  }
+  int64_t row_off[MI];
+#pragma GCC unroll 12
+  for (int i = 0; i < MI; ++i) row_off[i] = t.row_off[i];
+  const float* g = t.g;
+  for (int64_t p = 0; p < t.pixels; ++p, g += t.ldg) {
+    const float* x = t.x + t.pix_off[p];
+    __m512 gv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) gv[v] = _mm512_maskz_loadu_ps(lane_mask<NV>(v, t.last_mask), g + v * kLanes);
+#pragma GCC unroll 12
+    for (int i = 0; i < MI; ++i) {
+      if constexpr (Depthwise) {
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          const __m512 xv = _mm512_maskz_loadu_ps(lane_mask<NV>(v, t.last_mask), x + row_off[i] + v * kLanes);
+          acc[i][v] = _mm512_fmadd_ps(xv, gv[v], acc[i][v]);
+        }
+      } else {
+        const __m512 xi = _mm512_set1_ps(x[row_off[i]]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(xi, gv[v], acc[i][v]);
+      }
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < MI; ++i) {
+    if (i >= t.rows) break;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(t.dw + i * t.ldw + v * kLanes, lane_mask<NV>(v, t.last_mask), acc[i][v]);
+  }
+}
+
+CNNEXT_AVX512 inline void transpose_8x8(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+  __m256 r[8], t[8], u[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld_src);
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {  // rows 0-3 (h = 0) and 4-7 (h = 1)
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ld_dst, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ld_dst, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+  }
+}
+
+}  // namespace
+
+CNNEXT_AVX512 void transpose_avx512(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows,
+                                    int64_t cols) {
+  const int64_t rows8 = rows / 8 * 8, cols8 = cols / 8 * 8;
+  for (int64_t i = 0; i < rows8; i += 8) {
+    for (int64_t j = 0; j < cols8; j += 8) transpose_8x8(src + i * ld_src + j, ld_src, dst + j * ld_dst + i, ld_dst);
+    for (int64_t ii = i; ii < i + 8; ++ii)
+      for (int64_t j = cols8; j < cols; ++j) dst[j * ld_dst + ii] = src[ii * ld_src + j];
+  }
+  for (int64_t i = rows8; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+}
+
+template <bool Depthwise>
+CNNEXT_AVX512 void tap_tile_for(const TapTile& t) {
+  switch (t.nvec) {
+    case 4: return tap_tile<rows_per_tile(4), 4, Depthwise>(t);
+    case 3: return tap_tile<rows_per_tile(3), 3, Depthwise>(t);
+    case 2: return tap_tile<rows_per_tile(2), 2, Depthwise>(t);
+    default: return tap_tile<rows_per_tile(1), 1, Depthwise>(t);
+  }
+}
+
+template <bool Depthwise>
+CNNEXT_AVX512 void pixel_sum_tile_for(const PixelSumTile& t) {
+  switch (t.nvec) {
+    case 4: return pixel_sum_tile<rows_per_tile(4), 4, Depthwise>(t);
+    case 3: return pixel_sum_tile<rows_per_tile(3), 3, Depthwise>(t);
+    case 2: return pixel_sum_tile<rows_per_tile(2), 2, Depthwise>(t);
+    default: return pixel_sum_tile<rows_per_tile(1), 1, Depthwise>(t);
+  }
+}
+
+CNNEXT_AVX512 void tap_tile_avx512(const TapTile& t) {
+  return t.depthwise ? tap_tile_for<true>(t) : tap_tile_for<false>(t);
+}
+
+CNNEXT_AVX512 void pixel_sum_tile_avx512(const PixelSumTile& t) {
+  return t.depthwise ? pixel_sum_tile_for<true>(t) : pixel_sum_tile_for<false>(t);
+}
+
+}  // namespace cnnext::cpu::kernels

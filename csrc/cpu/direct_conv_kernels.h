@@ -1,0 +1,65 @@
+// Register-blocked SIMD micro-kernels of the direct convolution (float32, AVX-512).
+//
+// Both kernels keep a tile of `rows` x (16 * nvec) floats in zmm registers and stream the reduction
+// through it, one broadcast scalar times nvec weight/gradient vectors per step (Zhang, Franchetti, Low,
+// ICML 2018). They know nothing of convolutions: the caller describes every row by a pointer (or offset)
+// and every tap by an offset, so that forward, grad-input (any stride, by phases) and grad-weight all
+// run on them. This header is plain C++ (no ATen): direct_conv_kernels.cpp is compiled for AVX-512
+// only function by function, and must not instantiate library inline code with those instructions.
+#pragma once
+#include <cstdint>
+
+namespace cnnext::cpu::kernels {
+
+constexpr int kLanes = 16;       // floats per zmm register
+constexpr int kMaxVectors = 4;   // at most 64 output channels per tile
+constexpr int kMaxRows = 12;     // rows per tile for 1 or 2 vectors
+
+// Rows per tile for a tile `nvec` vectors wide: about 24 accumulators, so that FMA latency is hidden.
+constexpr int rows_per_tile(int nvec) { return nvec >= 4 ? 6 : nvec == 3 ? 8 : 12; }
+
+// c_rows[i][v*16 + l] = init + sum over taps t, reduction index j of
+//     a_rows[i][a_tap[t] + j] * b[b_tap[t] + j * ldb + v*16 + l]
+// init is the tile's current value when accumulate is set, else bias[v*16 + l] (bias may be null: 0).
+// Only the first `rows` rows and, in the last vector, the lanes of `last_mask` are stored; b must hold
+// whole vectors (padded with zeros).
+struct TapTile {
+  const float* a_rows[kMaxRows];
+  float* c_rows[kMaxRows];
+  int rows, nvec;
+  uint16_t last_mask;
+  const int64_t* a_tap;
+  const int64_t* b_tap;
+  int64_t taps, reduction;
+  const float* b;
+  int64_t ldb;
+  const float* bias;
+  bool accumulate;
+  bool depthwise;  // a is read as vectors too: a_rows[i][a_tap[t] + v*16 + l] * b[b_tap[t] + v*16 + l]
+};
+
+// dw[i * ldw + v*16 + l] (+)= sum over pixels p of x[pix_off[p] + row_off[i]] * g[p * ldg + v*16 + l]
+// Adds to dw when accumulate is true, overwrites it otherwise; only `rows` rows and last_mask lanes.
+struct PixelSumTile {
+  const float* x;
+  const int64_t* pix_off;
+  int64_t row_off[kMaxRows];
+  int64_t pixels;
+  const float* g;
+  int64_t ldg;
+  float* dw;
+  int64_t ldw;
+  int rows, nvec;
+  uint16_t last_mask;
+  bool accumulate;
+  bool depthwise;  // x is read as vectors too: x[pix_off[p] + row_off[i] + v*16 + l] * g[...]
+};
+
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (8x8 register transposes).
+void transpose_avx512(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t cols);
+
+bool cpu_has_avx512();
+void tap_tile_avx512(const TapTile& t);
+void pixel_sum_tile_avx512(const PixelSumTile& t);
+
+}  // namespace cnnext::cpu::kernels

@@ -1,0 +1,81 @@
+"""The float32 CPU direct convolution (csrc/cpu/direct_conv*.cpp) against F.conv2d in float64.
+
+Shapes are chosen to reach every branch of the direct kernel: vector widths that are not multiples of 16,
+1 to 4 vectors per tile, stride phases in grad input (including phases with no taps), strided 1x1
+subsampling, dilation, groups, depthwise, batches small enough to split inside one step and large enough
+to give each thread its own images, and channels-last / non-contiguous input.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnext
+
+# n, c, h, w, k, kernel (r, s), stride, padding, dilation, groups
+SHAPES = [
+    (2, 3, 9, 9, 5, (3, 3), 1, 1, 1, 1),
+    (9, 16, 9, 9, 20, (3, 3), 2, 1, 1, 1),
+    (2, 17, 10, 7, 33, (3, 3), 1, 0, 2, 1),
+    (3, 32, 11, 11, 32, (3, 3), 1, 5, 5, 1),
+    (7, 24, 6, 6, 17, (1, 1), 2, 0, 1, 1),
+    (2, 64, 8, 8, 48, (1, 1), 1, 0, 1, 1),
+    (1, 3, 23, 23, 16, (11, 11), 4, 2, 1, 1),
+    (8, 32, 5, 5, 40, (3, 3), 1, 1, 1, 2),
+    (2, 20, 12, 10, 70, (5, 3), (2, 3), (2, 1), (1, 2), 1),
+    (5, 48, 7, 7, 16, (3, 3), 3, 2, 2, 1),
+    (2, 128, 5, 5, 130, (3, 3), 2, 1, 1, 1),
+    (8, 40, 9, 9, 40, (3, 3), 1, 1, 1, 40),
+    (8, 24, 10, 10, 24, (3, 3), 2, 1, 1, 24),
+    (2, 20, 7, 7, 20, (5, 5), 1, 4, 2, 20),
+]
+
+
+def make_input(n, c, h, w, layout):
+    if layout == "non_contiguous":
+        return torch.randn(n, c, h, 2 * w)[..., ::2]
+    x = torch.randn(n, c, h, w)
+    return x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "non_contiguous"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:5])) + f"-k{s[5]}-s{s[6]}-p{s[7]}-d{s[8]}-g{s[9]}")
+def test_float32_matches_float64_reference(shape, layout):
+    torch.manual_seed(0)
+    n, c, h, w, k, kernel, stride, padding, dilation, groups = shape
+    x = make_input(n, c, h, w, layout).requires_grad_()
+    weight = torch.randn(k, c // groups, *kernel, requires_grad=True)
+    bias = torch.randn(k, requires_grad=True)
+    out = cnnext.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, weight, bias), grad_out)
+
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, weight, bias))
+    ref = F.conv2d(x64, w64, b64, stride, padding, dilation, groups)
+    ref_grads = torch.autograd.grad(ref, (x64, w64, b64), grad_out.double())
+
+    torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
+    for name, got, want in zip(("input", "weight", "bias"), grads, ref_grads):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad {name}: {m}")
+
+
+def test_channels_last_output_for_channels_last_input():
+    x = torch.randn(4, 32, 8, 8).contiguous(memory_format=torch.channels_last)
+    out = cnnext.conv2d(x, torch.randn(48, 32, 3, 3), padding=1)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bit_for_bit_repeatable(threads):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randn(8, 64, 12, 12, requires_grad=True)
+        weight = torch.randn(96, 64, 3, 3, requires_grad=True)
+        runs = []
+        for _ in range(2):
+            out = cnnext.conv2d(x, weight, None, 2, 1)
+            runs.append((out, *torch.autograd.grad(out, (x, weight), torch.ones_like(out))))
+        for first, second in zip(*runs):
+            assert torch.equal(first, second)
+    finally:
+        torch.set_num_threads(previous)
