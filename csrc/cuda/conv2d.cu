@@ -14,10 +14,12 @@
 
 #include <cstdlib>
 
+#include "../column_gemm.h"
 #include "../conv_params.h"
 #include "kernels/conv2d_im2col.cuh"
 #include "kernels/conv2d_implicit_gemm.cuh"
 #include "kernels/conv2d_path.cuh"
+#include "launch_helpers.h"
 
 namespace cnnext::cuda {
 namespace {
@@ -26,26 +28,6 @@ constexpr int64_t kColumnBytes = 256 << 20;         // upper bound of one im2col
 constexpr int64_t kPartialSumBytes = 256 << 20;     // upper bound of the grad_weight split-K partial sums
 constexpr int64_t kMinDepthPerSplit = 256;          // output pixels per grad_weight split, at least
 constexpr int64_t kBlocksPerSM = 2;                 // implicit_gemm_kernel's __launch_bounds__ occupancy
-
-// The CUDA type with the same bits as each ATen scalar type.
-template <typename T> struct CudaScalar { using type = T; };
-template <> struct CudaScalar<at::Half> { using type = __half; };
-template <> struct CudaScalar<at::BFloat16> { using type = __nv_bfloat16; };
-
-template <typename T>
-T* data(const at::Tensor& t) {
-  return static_cast<T*>(t.data_ptr());
-}
-
-// Runs f(Index{}) with Index = int32_t, or int64_t when some tensor is too large for 32-bit offsets.
-template <typename F>
-void with_index_type(bool wide, F&& f) {
-  if (wide) {
-    f(int64_t{});
-  } else {
-    f(int32_t{});
-  }
-}
 
 Conv2dGeometry<int64_t> geometry(const Conv2dShape& s, const Conv2dParams& p) {
   return {s.n, s.c, s.h, s.w, s.k, s.r, s.s, s.ho, s.wo, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
@@ -67,21 +49,9 @@ Conv2dPath choose_path(const Conv2dGeometry<int64_t>& g, Conv2dPass pass) {
 
 // ---- im2col path (mirrors csrc/cpu/conv2d.cpp) ----
 
-int64_t images_per_chunk(const Conv2dShape& s, int64_t elem_size) {
-  const int64_t per_image = std::max<int64_t>(1, s.ho * s.wo * s.c * s.r * s.s * elem_size);
-  return std::clamp<int64_t>(kColumnBytes / per_image, 1, std::max<int64_t>(s.n, 1));
-}
-
-// weight [K, Cg, R, S] -> [G, Kg, R*S*Cg], the order of a column row.
-// Sizes are spelled out (no -1) because a convolution with zero input channels has empty matrices.
-at::Tensor weight_matrices(const at::Tensor& weight, int64_t groups) {
-  const int64_t k = weight.size(0), row = weight.size(1) * weight.size(2) * weight.size(3);
-  return weight.permute({0, 2, 3, 1}).contiguous().view({groups, k / groups, row});
-}
-
-// A channels-last tensor [N, C, H, W] seen as the matrix [N*H*W, C].
-at::Tensor pixel_rows(const at::Tensor& t_cl) {
-  return t_cl.permute({0, 2, 3, 1}).view({t_cl.size(0) * t_cl.size(2) * t_cl.size(3), t_cl.size(1)});
+ColumnGemm gemm_plan(const Conv2dShape& s, const Conv2dParams& p, int64_t elem_size) {
+  const int64_t column_bytes = s.ho * s.wo * s.c * s.r * s.s * elem_size;
+  return {s.n, s.ho * s.wo, images_per_chunk(s.n, column_bytes, kColumnBytes), p.groups};
 }
 
 at::Tensor column_buffer(const at::Tensor& like, int64_t chunk, const Conv2dShape& s, const Conv2dParams& p) {
@@ -89,46 +59,33 @@ at::Tensor column_buffer(const at::Tensor& like, int64_t chunk, const Conv2dShap
 }
 
 // Columns of images [first, first + n) as [n*Ho*Wo, G, R*S*Cg]; a pointwise conv uses the input itself.
-at::Tensor columns(const at::Tensor& x_cl, int64_t first, int64_t n, const Conv2dGeometry<int64_t>& g,
-                   at::Tensor& buffer) {
-  if (is_pointwise(g)) return pixel_rows(x_cl.narrow(0, first, n)).view({n * g.ho * g.wo, g.groups, g.cg()});
-  auto col = buffer.narrow(0, 0, n * g.ho * g.wo);
-  Conv2dGeometry<int64_t> chunk = g;
-  chunk.n = n;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x_cl.scalar_type(), "cnnext_im2col_cuda", [&] {
-    using T = typename CudaScalar<scalar_t>::type;
-    with_index_type(needs_64bit_index(g, n), [&](auto index) {
-      using Index = decltype(index);
-      launch_im2col(chunk.as<Index>(), data<T>(x_cl) + first * g.c * g.h * g.w, data<T>(col),
-                    c10::cuda::getCurrentCUDAStream());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+auto column_maker(const at::Tensor& x_cl, const Conv2dShape& s, const Conv2dParams& p, int64_t chunk) {
+  const auto g = geometry(s, p);
+  auto buffer = is_pointwise(g) ? at::Tensor() : column_buffer(x_cl, chunk, s, p);
+  return [&x_cl, g, buffer](int64_t first, int64_t n) {
+    if (is_pointwise(g)) return pixel_rows(x_cl.narrow(0, first, n)).view({n * g.ho * g.wo, g.groups, g.cg()});
+    auto col = buffer.narrow(0, 0, n * g.ho * g.wo);
+    Conv2dGeometry<int64_t> chunk_g = g;
+    chunk_g.n = n;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x_cl.scalar_type(), "cnnext_im2col_cuda", [&] {
+      using T = typename CudaScalar<scalar_t>::type;
+      with_index_type(needs_64bit_index(g, n), [&](auto index) {
+        using Index = decltype(index);
+        launch_im2col(chunk_g.as<Index>(), data<T>(x_cl) + first * g.c * g.h * g.w, data<T>(col),
+                      c10::cuda::getCurrentCUDAStream());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     });
-  });
-  return col;
+    return col;
+  };
 }
 
 at::Tensor forward_im2col(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                           const Conv2dShape& s, const Conv2dParams& p) {
-  const auto g = geometry(s, p);
   auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast);
-  const auto w = weight_matrices(weight, p.groups);
-  const auto out_rows = pixel_rows(out);
-  const int64_t kg = s.k / p.groups, pixels = s.ho * s.wo, chunk = images_per_chunk(s, input.element_size());
-  auto buffer = is_pointwise(g) ? at::Tensor() : column_buffer(input, chunk, s, p);
-  for (int64_t first = 0; first < s.n; first += chunk) {
-    const int64_t n = std::min(chunk, s.n - first);
-    const auto col = columns(x, first, n, g, buffer);
-    const auto out_chunk = out_rows.narrow(0, first * pixels, n * pixels);
-    for (int64_t group = 0; group < p.groups; ++group) {
-      auto out_g = out_chunk.narrow(1, group * kg, kg);
-      if (bias.has_value() && bias->defined()) {
-        at::addmm_out(out_g, bias->narrow(0, group * kg, kg), col.select(1, group), w[group].t());
-      } else {
-        at::mm_out(out_g, col.select(1, group), w[group].t());
-      }
-    }
-  }
+  const auto plan = gemm_plan(s, p, input.element_size());
+  forward_gemm(plan, weight_matrices(weight, p.groups), bias, pixel_rows(out), column_maker(x, s, p, plan.chunk));
   return out;
 }
 
@@ -136,22 +93,18 @@ at::Tensor grad_input_im2col(const at::Tensor& grad_output, const at::Tensor& in
                              const Conv2dShape& s, const Conv2dParams& p) {
   const auto g = geometry(s, p);
   const auto go_rows = pixel_rows(grad_output.contiguous(at::MemoryFormat::ChannelsLast));
-  const auto w = weight_matrices(weight, p.groups);
   auto dx = at::empty({s.n, s.c, s.h, s.w}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const int64_t kg = s.k / p.groups, pixels = s.ho * s.wo, chunk = images_per_chunk(s, input.element_size());
+  const auto plan = gemm_plan(s, p, input.element_size());
   const bool pointwise = is_pointwise(g);
-  auto dcol_buffer = pointwise ? at::Tensor() : column_buffer(input, chunk, s, p);
+  const auto dcol_buffer = pointwise ? at::Tensor() : column_buffer(input, plan.chunk, s, p);
   const auto dx_rows = pixel_rows(dx);
-  for (int64_t first = 0; first < s.n; first += chunk) {
-    const int64_t n = std::min(chunk, s.n - first);
-    auto dcol = pointwise ? dx_rows.narrow(0, first * pixels, n * pixels).view({n * pixels, p.groups, s.c / p.groups})
-                          : dcol_buffer.narrow(0, 0, n * pixels);
-    const auto go = go_rows.narrow(0, first * pixels, n * pixels);
-    for (int64_t group = 0; group < p.groups; ++group) {
-      auto dcol_g = dcol.select(1, group);
-      at::mm_out(dcol_g, go.narrow(1, group * kg, kg), w[group]);
-    }
-    if (pointwise) continue;
+  auto column_grads = [&](int64_t first, int64_t n) {  // a 1x1 conv's column gradients are grad_input itself
+    const int64_t rows = n * s.ho * s.wo;
+    return pointwise ? dx_rows.narrow(0, first * s.ho * s.wo, rows).view({rows, p.groups, s.c / p.groups})
+                     : dcol_buffer.narrow(0, 0, rows);
+  };
+  auto add_to_input = [&](const at::Tensor& dcol, int64_t first, int64_t n) {
+    if (pointwise) return;
     Conv2dGeometry<int64_t> chunk_g = g;
     chunk_g.n = n;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "cnnext_col2im_cuda", [&] {
@@ -163,28 +116,17 @@ at::Tensor grad_input_im2col(const at::Tensor& grad_output, const at::Tensor& in
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     });
-  }
+  };
+  grad_input_gemm(plan, go_rows, weight_matrices(weight, p.groups), column_grads, add_to_input);
   return dx;
 }
 
 at::Tensor grad_weight_im2col(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
                               const Conv2dShape& s, const Conv2dParams& p) {
-  const auto g = geometry(s, p);
   const auto go_rows = pixel_rows(grad_output.contiguous(at::MemoryFormat::ChannelsLast));
-  const int64_t kg = s.k / p.groups, pixels = s.ho * s.wo, chunk = images_per_chunk(s, input.element_size());
-  auto dw = at::zeros({p.groups, kg, s.r * s.s * (s.c / p.groups)}, weight.options());
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast);
-  auto buffer = is_pointwise(g) ? at::Tensor() : column_buffer(input, chunk, s, p);
-  for (int64_t first = 0; first < s.n; first += chunk) {
-    const int64_t n = std::min(chunk, s.n - first);
-    const auto col = columns(x, first, n, g, buffer);
-    const auto go = go_rows.narrow(0, first * pixels, n * pixels);
-    for (int64_t group = 0; group < p.groups; ++group) {
-      dw[group].addmm_(go.narrow(1, group * kg, kg).t(), col.select(1, group));
-    }
-  }
-  // [G, Kg, R*S*Cg] -> [K, R, S, Cg] -> [K, Cg, R, S]
-  return dw.view({s.k, s.r, s.s, s.c / p.groups}).permute({0, 3, 1, 2}).contiguous();
+  const auto plan = gemm_plan(s, p, input.element_size());
+  return grad_weight_gemm(plan, go_rows, weight, column_maker(x, s, p, plan.chunk));
 }
 
 // ---- implicit-GEMM path ----

@@ -10,6 +10,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "../column_gemm.h"
 #include "../conv_params.h"
 #include "kernels/conv3d_vol2col.cuh"
 #include "launch_helpers.h"
@@ -36,20 +37,9 @@ bool is_pointwise(const Conv3dShape& s, const Conv3dParams& p) {
   return true;
 }
 
-int64_t volumes_per_chunk(const Conv3dShape& s, int64_t elem_size) {
-  const int64_t per_volume = std::max<int64_t>(1, s.out_pixels() * s.c * s.kernel_taps() * elem_size);
-  return std::clamp<int64_t>(kColumnBytes / per_volume, 1, std::max<int64_t>(s.n, 1));
-}
-
-// weight [K, Cg, T, R, S] -> [G, Kg, T*R*S*Cg], the order of a column row.
-at::Tensor weight_matrices(const at::Tensor& weight, int64_t groups) {
-  const int64_t row = weight.size(1) * weight.size(2) * weight.size(3) * weight.size(4);
-  return weight.permute({0, 2, 3, 4, 1}).contiguous().view({groups, weight.size(0) / groups, row});
-}
-
-// A channels-last tensor [N, C, D, H, W] seen as the matrix [N*D*H*W, C].
-at::Tensor voxel_rows(const at::Tensor& t_cl) {
-  return t_cl.permute({0, 2, 3, 4, 1}).view({t_cl.size(0) * t_cl.size(2) * t_cl.size(3) * t_cl.size(4), t_cl.size(1)});
+ColumnGemm gemm_plan(const Conv3dShape& s, const Conv3dParams& p, int64_t elem_size) {
+  const int64_t column_bytes = s.out_pixels() * s.c * s.kernel_taps() * elem_size;
+  return {s.n, s.out_pixels(), images_per_chunk(s.n, column_bytes, kColumnBytes), p.groups};
 }
 
 at::Tensor column_buffer(const at::Tensor& like, int64_t chunk, const Conv3dShape& s, const Conv3dParams& p) {
@@ -61,23 +51,25 @@ at::Tensor channels_last_empty(const at::Tensor& like, int64_t n, int64_t c, con
 }
 
 // Columns of volumes [first, first + n) as [n*Do*Ho*Wo, G, T*R*S*Cg]; a pointwise conv uses the input itself.
-at::Tensor columns(const at::Tensor& x_cl, int64_t first, int64_t n, const Conv3dShape& s, const Conv3dParams& p,
-                   at::Tensor& buffer) {
-  if (is_pointwise(s, p)) {
-    return voxel_rows(x_cl.narrow(0, first, n)).view({n * s.out_pixels(), p.groups, s.c / p.groups});
-  }
-  auto col = buffer.narrow(0, 0, n * s.out_pixels());
-  const auto g = geometry(s, p, n);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x_cl.scalar_type(), "cnnext_vol2col_cuda", [&] {
-    using T = typename CudaScalar<scalar_t>::type;
-    with_index_type(needs_64bit_index(geometry(s, p, s.n), n), [&](auto index) {
-      using Index = decltype(index);
-      launch_vol2col(g.as<Index>(), data<T>(x_cl) + first * s.c * s.in_pixels(), data<T>(col),
-                     c10::cuda::getCurrentCUDAStream());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+auto column_maker(const at::Tensor& x_cl, const Conv3dShape& s, const Conv3dParams& p, int64_t chunk) {
+  auto buffer = is_pointwise(s, p) ? at::Tensor() : column_buffer(x_cl, chunk, s, p);
+  return [&x_cl, &s, &p, buffer](int64_t first, int64_t n) {
+    if (is_pointwise(s, p)) {
+      return pixel_rows(x_cl.narrow(0, first, n)).view({n * s.out_pixels(), p.groups, s.c / p.groups});
+    }
+    auto col = buffer.narrow(0, 0, n * s.out_pixels());
+    const auto g = geometry(s, p, n);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x_cl.scalar_type(), "cnnext_vol2col_cuda", [&] {
+      using T = typename CudaScalar<scalar_t>::type;
+      with_index_type(needs_64bit_index(geometry(s, p, s.n), n), [&](auto index) {
+        using Index = decltype(index);
+        launch_vol2col(g.as<Index>(), data<T>(x_cl) + first * s.c * s.in_pixels(), data<T>(col),
+                       c10::cuda::getCurrentCUDAStream());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     });
-  });
-  return col;
+    return col;
+  };
 }
 
 at::Tensor conv3d_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
@@ -87,45 +79,26 @@ at::Tensor conv3d_forward(const at::Tensor& input, const at::Tensor& weight, con
   const c10::cuda::CUDAGuard device_guard(input.device());
   auto out = channels_last_empty(input, s.n, s.k, s.out);
   if (s.n == 0) return out.contiguous(input.suggest_memory_format());
-
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast3d);
-  const auto w = weight_matrices(weight, groups);
-  const auto out_rows = voxel_rows(out);
-  const int64_t kg = s.k / groups, voxels = s.out_pixels(), chunk = volumes_per_chunk(s, input.element_size());
-  auto buffer = is_pointwise(s, p) ? at::Tensor() : column_buffer(input, chunk, s, p);
-  for (int64_t first = 0; first < s.n; first += chunk) {
-    const int64_t n = std::min(chunk, s.n - first);
-    const auto col = columns(x, first, n, s, p, buffer);
-    const auto out_chunk = out_rows.narrow(0, first * voxels, n * voxels);
-    for (int64_t g = 0; g < groups; ++g) {
-      auto out_g = out_chunk.narrow(1, g * kg, kg);
-      if (bias.has_value() && bias->defined()) {
-        at::addmm_out(out_g, bias->narrow(0, g * kg, kg), col.select(1, g), w[g].t());
-      } else {
-        at::mm_out(out_g, col.select(1, g), w[g].t());
-      }
-    }
-  }
+  const auto plan = gemm_plan(s, p, input.element_size());
+  forward_gemm(plan, weight_matrices(weight, groups), bias, pixel_rows(out), column_maker(x, s, p, plan.chunk));
   return out.contiguous(input.suggest_memory_format());
 }
 
-at::Tensor grad_input(const at::Tensor& go_rows, const at::Tensor& input, const at::Tensor& w, const Conv3dShape& s,
-                      const Conv3dParams& p) {
+at::Tensor grad_input(const at::Tensor& go_rows, const at::Tensor& input, const at::Tensor& weight,
+                      const Conv3dShape& s, const Conv3dParams& p) {
   auto dx = channels_last_empty(input, s.n, s.c, s.in);
-  const int64_t kg = s.k / p.groups, voxels = s.out_pixels(), chunk = volumes_per_chunk(s, input.element_size());
+  const auto plan = gemm_plan(s, p, input.element_size());
   const bool pointwise = is_pointwise(s, p);
-  auto dcol_buffer = pointwise ? at::Tensor() : column_buffer(input, chunk, s, p);
-  const auto dx_rows = voxel_rows(dx);
-  for (int64_t first = 0; first < s.n; first += chunk) {
-    const int64_t n = std::min(chunk, s.n - first);
-    auto dcol = pointwise ? dx_rows.narrow(0, first * voxels, n * voxels).view({n * voxels, p.groups, s.c / p.groups})
-                          : dcol_buffer.narrow(0, 0, n * voxels);
-    const auto go = go_rows.narrow(0, first * voxels, n * voxels);
-    for (int64_t g = 0; g < p.groups; ++g) {
-      auto dcol_g = dcol.select(1, g);
-      at::mm_out(dcol_g, go.narrow(1, g * kg, kg), w[g]);
-    }
-    if (pointwise) continue;
+  const auto dcol_buffer = pointwise ? at::Tensor() : column_buffer(input, plan.chunk, s, p);
+  const auto dx_rows = pixel_rows(dx);
+  auto column_grads = [&](int64_t first, int64_t n) {  // a 1x1x1 conv's column gradients are grad_input itself
+    const int64_t rows = n * s.out_pixels();
+    return pointwise ? dx_rows.narrow(0, first * s.out_pixels(), rows).view({rows, p.groups, s.c / p.groups})
+                     : dcol_buffer.narrow(0, 0, rows);
+  };
+  auto add_to_input = [&](const at::Tensor& dcol, int64_t first, int64_t n) {
+    if (pointwise) return;
     const auto chunk_g = geometry(s, p, n);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "cnnext_col2vol_cuda", [&] {
       using T = typename CudaScalar<scalar_t>::type;
@@ -136,27 +109,16 @@ at::Tensor grad_input(const at::Tensor& go_rows, const at::Tensor& input, const 
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     });
-  }
+  };
+  grad_input_gemm(plan, go_rows, weight_matrices(weight, p.groups), column_grads, add_to_input);
   return dx.contiguous(input.suggest_memory_format());
 }
 
 at::Tensor grad_weight(const at::Tensor& go_rows, const at::Tensor& input, const at::Tensor& weight,
                        const Conv3dShape& s, const Conv3dParams& p) {
-  const int64_t kg = s.k / p.groups, voxels = s.out_pixels(), chunk = volumes_per_chunk(s, input.element_size());
-  const int64_t cg = s.c / p.groups;
-  auto dw = at::zeros({p.groups, kg, s.kernel_taps() * cg}, weight.options());
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast3d);
-  auto buffer = is_pointwise(s, p) ? at::Tensor() : column_buffer(input, chunk, s, p);
-  for (int64_t first = 0; first < s.n; first += chunk) {
-    const int64_t n = std::min(chunk, s.n - first);
-    const auto col = columns(x, first, n, s, p, buffer);
-    const auto go = go_rows.narrow(0, first * voxels, n * voxels);
-    for (int64_t g = 0; g < p.groups; ++g) {
-      dw[g].addmm_(go.narrow(1, g * kg, kg).t(), col.select(1, g));
-    }
-  }
-  // [G, Kg, T*R*S*Cg] -> [K, T, R, S, Cg] -> [K, Cg, T, R, S]
-  return dw.view({s.k, s.kernel[0], s.kernel[1], s.kernel[2], cg}).permute({0, 4, 1, 2, 3}).contiguous();
+  const auto plan = gemm_plan(s, p, input.element_size());
+  return grad_weight_gemm(plan, go_rows, weight, column_maker(x, s, p, plan.chunk));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv3d_backward(
@@ -174,8 +136,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv3d_backward(
     if (output_mask[1]) dw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
     return {dx, dw, db};
   }
-  const auto go_rows = voxel_rows(grad_output.contiguous(at::MemoryFormat::ChannelsLast3d));
-  if (output_mask[0]) dx = grad_input(go_rows, input, weight_matrices(weight, groups), s, p);
+  const auto go_rows = pixel_rows(grad_output.contiguous(at::MemoryFormat::ChannelsLast3d));
+  if (output_mask[0]) dx = grad_input(go_rows, input, weight, s, p);
   if (output_mask[1]) dw = grad_weight(go_rows, input, weight, s, p);
   return {dx, dw, db};
 }
