@@ -5,6 +5,10 @@ Shapes are chosen to reach every branch of the direct kernel: vector widths that
 subsampling, dilation, groups, depthwise, batches small enough to split inside one step and large enough
 to give each thread its own images, and channels-last / non-contiguous input.
 """
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -79,3 +83,13 @@ def test_bit_for_bit_repeatable(threads):
             assert torch.equal(first, second)
     finally:
         torch.set_num_threads(previous)
+
+
+def test_gemm_path_passes_the_same_checks():
+    """CPUs without AVX-512 run float32 on the im2col + GEMM path; CNNEXT_CPU_KERNEL=gemm forces it (read once
+    per process, hence the subprocess)."""
+    env = {**os.environ, "CNNEXT_CPU_KERNEL": "gemm"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                             "-k", "float32_matches and channels_last"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"{len(SHAPES)} passed" in result.stdout
