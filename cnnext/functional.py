@@ -12,12 +12,20 @@ import torch.nn.functional as F
 from . import ops  # noqa: F401  (registers the ops)
 
 
-def _pair(value, name):
-    values = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value,)
-    values = values * 2 if len(values) == 1 else values
-    if len(values) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
-        raise TypeError(f"conv2d: expected {name} to be an int or a pair of ints, but got {value!r}")
+def _ntuple(value, n, name, op):
+    """An int, or a sequence of n ints, as a tuple of n ints (F.convNd / F.*_pool2d accept both)."""
+    values = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value,) * n
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"{op}: expected {name} to be an int or a tuple of {n} ints, but got {value!r}")
+    if len(values) == 1:
+        values = values * n
+    if len(values) != n:
+        raise RuntimeError(f"{op}: expected {name} to be a single int or a tuple of {n} ints, but got {value!r}")
     return tuple(int(v) for v in values)
+
+
+def _pair(value, name):
+    return _ntuple(value, 2, name, "conv2d")
 
 
 def same_padding(kernel_size, dilation):
@@ -100,18 +108,6 @@ def _complex_conv(real_conv, op, input, weight, bias, stride, padding, dilation,
 
 
 # ---- conv1d, conv3d: the same interface for 1 and 3 spatial dimensions ----
-
-def _ntuple(value, n, name, op):
-    """An int, or a sequence of n ints, as a tuple of n ints (F.convNd / F.*_pool2d accept both)."""
-    values = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value,) * n
-    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
-        raise TypeError(f"{op}: expected {name} to be an int or a tuple of {n} ints, but got {value!r}")
-    if len(values) == 1:
-        values = values * n
-    if len(values) != n:
-        raise RuntimeError(f"{op}: expected {name} to be a single int or a tuple of {n} ints, but got {value!r}")
-    return tuple(int(v) for v in values)
-
 
 def _check_conv_args(op, input, weight, bias, groups, spatial_dims):
     """The Python-level checks of F.convNd; the shape, dtype and device checks are done in C++."""
