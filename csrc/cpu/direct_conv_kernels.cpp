@@ -10,7 +10,7 @@ namespace cnnext::cpu::kernels {
 
 bool cpu_has_avx512() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f");
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");  // what CNNEXT_AVX512 targets
 }
 
 namespace {
