@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "../column_gemm.h"
+#include "../conv_grads.h"
 #include "../conv_params.h"
 #include "direct_conv.h"
 #include "im2col.h"
@@ -93,14 +94,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
   const auto p = Conv2dParams::from(stride, padding, dilation, groups);
   const auto s = check_conv2d(input, weight, std::nullopt, p);
   check_grad_output(grad_output, s, input);
-  const auto skipped = at::empty({0}, input.options());
-  at::Tensor dx = skipped, dw = skipped, db = skipped;
-  if (output_mask[2]) db = grad_output.sum({0, 2, 3});
-  if (s.n == 0) {
-    if (output_mask[0]) dx = at::empty_like(input);
-    if (output_mask[1]) dw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
-    return {dx, dw, db};
-  }
+  auto [dx, dw, db] = conv_grads_without_kernels(grad_output, input, weight, output_mask);
+  if (s.n == 0) return {dx, dw, db};
   if (direct_conv_applies(input, s, p)) {
     if (output_mask[0]) dx = direct_conv_grad_input(grad_output, weight, s, p, input.suggest_memory_format());
     if (output_mask[1]) dw = direct_conv_grad_weight(grad_output, input, s, p);

@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "../column_gemm.h"
+#include "../conv_grads.h"
 #include "../conv_params.h"
 #include "vol2col.h"
 
@@ -96,14 +97,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv3d_backward(
   const auto p = Conv3dParams::from("conv3d_backward", stride, padding, dilation, groups);
   const auto s = check_conv<3>("conv3d_backward", input, weight, std::nullopt, p);
   check_conv_grad_output<3>("conv3d_backward", grad_output, s, input);
-  const auto skipped = at::empty({0}, input.options());
-  at::Tensor dx = skipped, dw = skipped, db = skipped;
-  if (output_mask[2]) db = grad_output.sum({0, 2, 3, 4});
-  if (s.n == 0) {
-    if (output_mask[0]) dx = at::empty_like(input);
-    if (output_mask[1]) dw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
-    return {dx, dw, db};
-  }
+  auto [dx, dw, db] = conv_grads_without_kernels(grad_output, input, weight, output_mask);
+  if (s.n == 0) return {dx, dw, db};
   const auto go_rows = pixel_rows(grad_output.contiguous(at::MemoryFormat::ChannelsLast3d));
   if (output_mask[0]) dx = grad_input(go_rows, input, weight, s, p);
   if (output_mask[1]) dw = grad_weight(go_rows, input, weight, s, p);

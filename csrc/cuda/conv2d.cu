@@ -15,6 +15,7 @@
 #include <cstdlib>
 
 #include "../column_gemm.h"
+#include "../conv_grads.h"
 #include "../conv_params.h"
 #include "kernels/conv2d_im2col.cuh"
 #include "kernels/conv2d_implicit_gemm.cuh"
@@ -231,14 +232,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
   const auto s = check_conv2d(input, weight, std::nullopt, p);
   check_grad_output(grad_output, s, input);
   const c10::cuda::CUDAGuard device_guard(input.device());
-  const auto skipped = at::empty({0}, input.options());
-  at::Tensor dx = skipped, dw = skipped, db = skipped;
-  if (output_mask[2]) db = grad_output.sum({0, 2, 3});
-  if (s.n == 0) {
-    if (output_mask[0]) dx = at::empty_like(input);
-    if (output_mask[1]) dw = at::zeros_like(weight, at::MemoryFormat::Contiguous);
-    return {dx, dw, db};
-  }
+  auto [dx, dw, db] = conv_grads_without_kernels(grad_output, input, weight, output_mask);
+  if (s.n == 0) return {dx, dw, db};
   const auto g = geometry(s, p);
   if (output_mask[0]) {
     dx = choose_path(g, Conv2dPass::GradInput) == Conv2dPath::ImplicitGemm
