@@ -1,14 +1,19 @@
-"""Conv2d speed: the naive loops, cnnext's kernels and PyTorch's native conv, side by side.
+"""Speed of cnnext's kernels against PyTorch's native ops (and, for conv2d, the naive loops), side by side.
 
     python benchmarks/conv_speed.py                     # every shape, on the CPU
-    python benchmarks/conv_speed.py --device cuda       # cuDNN with TF32 off, plus a TF32 row
+    python benchmarks/conv_speed.py --device cuda       # cuDNN with TF32 off, plus a TF32 row for the convs
     python benchmarks/conv_speed.py --quick --json r.json --plot r.png
+    python benchmarks/conv_speed.py --family conv1d --family conv3d --family pool
 
 Per layer shape and pass (forward, forward+backward) it prints the median time of the repeats after
 warm-up, GFLOP/s, and ratio = native time / this time (above 1: faster than PyTorch). The
 implementations are timed alternately within each repeat, so that load from other processes falls on
 all of them alike. The naive loop convolution is far too slow for the real shapes: it runs on a
 reduced shape (shown in its row) against native on that same reduced shape, and nothing is extrapolated.
+
+After the Conv2d shapes come the rest of the family, cnnext against F.conv1d, F.conv3d, F.max_pool2d and
+F.avg_pool2d: families conv1d, conv3d and pool. They have no naive rows (the loops exist only for
+conv2d), and pooling rows show '-' for GFLOP/s (null in the JSON): pooling does no multiply-adds.
 """
 import argparse
 import datetime
@@ -19,7 +24,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -32,6 +37,10 @@ import cnnext  # noqa: E402
 
 @dataclass(frozen=True)
 class Shape:
+    """A Conv2d layer. Like ConvNdCase and PoolCase it has a name and family, describe(), forward_flops(),
+    make_inputs(device, dtype) and forward(fn, *inputs); op names its pair in IMPLEMENTATIONS."""
+    op = "conv2d"
+    tf32_applies = True
     name: str
     family: str
     n: int
@@ -68,6 +77,102 @@ class Shape:
         side = min(self.h, self.stride * 7 + span - 2 * self.padding)
         return replace(self, n=1, h=side, w=side)
 
+    def make_inputs(self, device, dtype):
+        """(input, weight, bias) requiring grad, and a grad_output for the backward pass."""
+        torch.manual_seed(0)
+        ho, wo = self.out_hw
+        x = torch.randn(self.n, self.c, self.h, self.w, device=device, dtype=dtype, requires_grad=True)
+        w = torch.randn(self.k, self.c // self.groups, self.r, self.s, device=device, dtype=dtype,
+                        requires_grad=True)
+        b = torch.randn(self.k, device=device, dtype=dtype, requires_grad=True)
+        grad_out = torch.randn(self.n, self.k, ho, wo, device=device, dtype=dtype)
+        return (x, w, b), grad_out
+
+    def forward(self, conv, x, w, b):
+        return conv(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+
+
+def sizes_text(sizes):
+    return "x".join(map(str, sizes))
+
+
+@dataclass(frozen=True)
+class ConvNdCase:
+    """A stride-1 conv1d or conv3d layer (family = op), given by the sizes of its input and weight tensors."""
+    tf32_applies = True
+    name: str
+    family: str
+    input_size: tuple
+    weight_size: tuple
+    padding: int = 0
+    dilation: int = 1
+
+    @property
+    def op(self):
+        return self.family
+
+    @property
+    def out_size(self):
+        kernel = self.weight_size[2:]
+        spatial = [size + 2 * self.padding - self.dilation * (k - 1) for size, k in zip(self.input_size[2:], kernel)]
+        return (self.input_size[0], self.weight_size[0], *spatial)
+
+    def forward_flops(self):
+        return 2 * math.prod(self.out_size) * math.prod(self.weight_size[1:])
+
+    def describe(self):
+        extra = "".join(f" {key}{value}" for key, value in (("p", self.padding), ("d", self.dilation))
+                        if value != (0 if key == "p" else 1))
+        return f"{sizes_text(self.input_size)} -> {self.weight_size[0]} {sizes_text(self.weight_size[2:])}{extra}"
+
+    def make_inputs(self, device, dtype):
+        torch.manual_seed(0)
+        x = torch.randn(self.input_size, device=device, dtype=dtype, requires_grad=True)
+        w = torch.randn(self.weight_size, device=device, dtype=dtype, requires_grad=True)
+        b = torch.randn(self.weight_size[0], device=device, dtype=dtype, requires_grad=True)
+        return (x, w, b), torch.randn(self.out_size, device=device, dtype=dtype)
+
+    def forward(self, conv, x, w, b):
+        return conv(x, w, b, 1, self.padding, self.dilation)
+
+
+@dataclass(frozen=True)
+class PoolCase:
+    """A max_pool2d or avg_pool2d call; options are the keyword arguments given to both implementations."""
+    family = "pool"
+    tf32_applies = False
+    name: str
+    op: str
+    input_size: tuple
+    options: dict = field(default_factory=dict)
+
+    def forward_flops(self):
+        return None
+
+    def describe(self):
+        short = {"kernel_size": "k", "stride": "s", "padding": "p", "count_include_pad": "count_pad="}
+        extra = "".join(f" {short[key]}{value}" for key, value in self.options.items())
+        return f"{sizes_text(self.input_size)}{extra}"
+
+    def make_inputs(self, device, dtype):
+        torch.manual_seed(0)
+        x = torch.randn(self.input_size, device=device, dtype=dtype, requires_grad=True)
+        with torch.no_grad():
+            out_size = self.forward(IMPLEMENTATIONS[self.op][1], x).shape
+        return (x,), torch.randn(out_size, device=device, dtype=dtype)
+
+    def forward(self, pool, x):
+        return pool(x, **self.options)
+
+
+IMPLEMENTATIONS = {  # op: (cnnext, native)
+    "conv2d": (cnnext.conv2d, F.conv2d),
+    "conv1d": (cnnext.conv1d, F.conv1d),
+    "conv3d": (cnnext.conv3d, F.conv3d),
+    "max_pool2d": (cnnext.max_pool2d, F.max_pool2d),
+    "avg_pool2d": (cnnext.avg_pool2d, F.avg_pool2d),
+}
+
 
 def resnet18_cifar_layers(batch):
     """Every distinct conv of ResNet-18 on 32x32 input (kuangliu/pytorch-cifar)."""
@@ -102,30 +207,46 @@ def other_layers(batch):
     ]
 
 
+def family_cases(quick):
+    """Conv1d, Conv3d and pooling: a small case of each for --quick, else two representative ones."""
+    if quick:
+        return [
+            ConvNdCase("conv1d.k3", "conv1d", (2, 8, 64), (8, 8, 3), padding=1),
+            ConvNdCase("conv3d.k3", "conv3d", (1, 4, 6, 8, 8), (4, 4, 3, 3, 3), padding=1),
+            PoolCase("maxpool.k3s2", "max_pool2d", (2, 8, 16, 16), dict(kernel_size=3, stride=2, padding=1)),
+            PoolCase("avgpool.k2", "avg_pool2d", (2, 8, 16, 16), dict(kernel_size=2)),
+        ]
+    return [
+        # speech / time series: a 1-D CNN layer, and a dilated (WaveNet-style) one
+        ConvNdCase("conv1d.k5", "conv1d", (32, 64, 1024), (64, 64, 5), padding=2),
+        ConvNdCase("conv1d.dilated", "conv1d", (8, 128, 4096), (128, 128, 3), padding=2, dilation=2),
+        # video / medical volumes: C3D-style layers
+        ConvNdCase("conv3d.stem", "conv3d", (4, 3, 16, 56, 56), (32, 3, 3, 3, 3), padding=1),
+        ConvNdCase("conv3d.64ch", "conv3d", (4, 64, 8, 28, 28), (64, 64, 3, 3, 3), padding=1),
+        # the pooling of ResNet's stem and of the lab's CNNs
+        PoolCase("maxpool.stem", "max_pool2d", (32, 64, 112, 112), dict(kernel_size=3, stride=2, padding=1)),
+        PoolCase("maxpool.k2", "max_pool2d", (64, 128, 32, 32), dict(kernel_size=2)),
+        PoolCase("avgpool.k3", "avg_pool2d", (32, 64, 56, 56),
+                 dict(kernel_size=3, stride=1, padding=1, count_include_pad=False)),
+        PoolCase("avgpool.k2", "avg_pool2d", (64, 128, 32, 32), dict(kernel_size=2)),
+    ]
+
+
 def all_shapes(device, quick):
     if quick:
         return [replace(s, n=4) for s in resnet18_cifar_layers(4)[1:3]] + \
-               [replace(s, n=4) for s in other_layers(4) if s.name in ("hdc.d5", "depthwise")]
+               [replace(s, n=4) for s in other_layers(4) if s.name in ("hdc.d5", "depthwise")] + \
+               family_cases(quick)
     big_batch = 128 if device == "cuda" else 64
-    return resnet18_cifar_layers(big_batch) + other_layers(big_batch // 4)
+    return resnet18_cifar_layers(big_batch) + other_layers(big_batch // 4) + family_cases(quick)
 
 
-def make_tensors(shape, device, dtype, generator_seed=0):
-    torch.manual_seed(generator_seed)
-    ho, wo = shape.out_hw
-    x = torch.randn(shape.n, shape.c, shape.h, shape.w, device=device, dtype=dtype, requires_grad=True)
-    w = torch.randn(shape.k, shape.c // shape.groups, shape.r, shape.s, device=device, dtype=dtype,
-                    requires_grad=True)
-    b = torch.randn(shape.k, device=device, dtype=dtype, requires_grad=True)
-    grad_out = torch.randn(shape.n, shape.k, ho, wo, device=device, dtype=dtype)
-    return x, w, b, grad_out
-
-
-def conv_call(conv, shape, x, w, b, grad_out, backward):
+def pass_call(shape, fn, inputs, grad_out, backward):
+    """One forward (and backward, for all inputs) of `fn` on `shape`, as a call without arguments."""
     def run():
-        y = conv(x, w, b, shape.stride, shape.padding, shape.dilation, shape.groups)
+        y = shape.forward(fn, *inputs)
         if backward:
-            torch.autograd.grad(y, (x, w, b), grad_out)
+            torch.autograd.grad(y, inputs, grad_out)
     return run
 
 
@@ -185,39 +306,48 @@ def cnnext_supports(device):
         return False
 
 
+def pass_flops(shape, backward):
+    """Floating-point operations of one pass (forward+backward counts three forwards); None for pooling."""
+    flops = shape.forward_flops()
+    return None if flops is None else flops * (3 if backward else 1)
+
+
 def bench_shape(shape, args, timer, with_cnnext):
-    """Rows of results for one shape: native (+ TF32 on cuda), cnnext, and naive on the reduced shape."""
+    """Rows of results for one shape: native (+ TF32 on cuda for convs), cnnext, and for conv2d naive on
+    the reduced shape."""
     rows = []
     dtype = getattr(torch, args.dtype)
+    ours, native = IMPLEMENTATIONS[shape.op]
     for backward in (False, True):
         pass_name = "fwd+bwd" if backward else "fwd"
-        flops = shape.forward_flops() * (3 if backward else 1)
-        x, w, b, grad_out = make_tensors(shape, args.device, dtype)
-        calls = {"native": (conv_call(F.conv2d, shape, x, w, b, grad_out, backward), False)}
-        if args.device == "cuda":
+        inputs, grad_out = shape.make_inputs(args.device, dtype)
+        calls = {"native": (pass_call(shape, native, inputs, grad_out, backward), False)}
+        if args.device == "cuda" and shape.tf32_applies:
             calls["native-tf32"] = (calls["native"][0], True)
         if with_cnnext:
-            calls["cnnext"] = (conv_call(cnnext.conv2d, shape, x, w, b, grad_out, backward), False)
+            calls["cnnext"] = (pass_call(shape, ours, inputs, grad_out, backward), False)
         times = time_interleaved(calls, timer, args.warmup, args.repeats)
         for label, ms in times.items():
-            rows.append(result_row(shape, shape, label, pass_name, ms, times["native"], flops))
-        if args.naive:
+            rows.append(result_row(shape, shape, label, pass_name, ms, times["native"], pass_flops(shape, backward)))
+        if args.naive and isinstance(shape, Shape):
             small = shape.reduced()
-            xs, ws, bs, gs = make_tensors(small, args.device, dtype)
+            small_inputs, small_grad_out = small.make_inputs(args.device, dtype)
             # Native takes microseconds on the reduced shape: it gets the full repeats, the loops only a few.
-            native_ms = time_interleaved({"native": (conv_call(F.conv2d, small, xs, ws, bs, gs, backward), False)},
-                                         timer, args.warmup, args.repeats)["native"]
-            naive_ms = time_interleaved({"naive": (conv_call(cnnext.naive.conv2d, small, xs, ws, bs, gs, backward),
-                                                   False)}, timer, 1, args.naive_repeats)["naive"]
+            native_ms = time_interleaved(
+                {"native": (pass_call(small, native, small_inputs, small_grad_out, backward), False)},
+                timer, args.warmup, args.repeats)["native"]
+            naive_ms = time_interleaved(
+                {"naive": (pass_call(small, cnnext.naive.conv2d, small_inputs, small_grad_out, backward), False)},
+                timer, 1, args.naive_repeats)["naive"]
             rows.append(result_row(shape, small, "naive", pass_name, naive_ms, native_ms,
-                                   small.forward_flops() * (3 if backward else 1)))
+                                   pass_flops(small, backward)))
     return rows
 
 
 def result_row(shape, timed_shape, impl, pass_name, ms, native_ms, flops):
     return {"layer": shape.name, "family": shape.family, "impl": impl, "pass": pass_name,
             "shape": timed_shape.describe(), "reduced_shape": timed_shape != shape,
-            "ms": ms, "gflops": flops / ms / 1e6, "ratio": native_ms / ms}
+            "ms": ms, "gflops": None if flops is None else flops / ms / 1e6, "ratio": native_ms / ms}
 
 
 def geometric_mean(values):
@@ -246,8 +376,9 @@ def print_table(rows, file=sys.stdout):
             print(file=file)
         previous = (r["layer"], r["pass"])
         shape = r["shape"] + (" (reduced)" if r["reduced_shape"] else "")
+        gflops = "-" if r["gflops"] is None else f"{r['gflops']:.2f}"
         print(f"{r['layer']:<18} {r['pass']:<8} {r['impl']:<12} {shape:<34} {r['ms']:>10.3f} "
-              f"{r['gflops']:>9.2f} {r['ratio']:>7.3f}", file=file)
+              f"{gflops:>9} {r['ratio']:>7.3f}", file=file)
 
 
 def cpu_model():
@@ -286,7 +417,7 @@ def plot(rows, path):
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right")
     ax.set_ylabel("native time / cnnext time")
-    ax.set_title("cnnext vs PyTorch native conv2d (higher is faster)")
+    ax.set_title("cnnext vs PyTorch native (higher is faster)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -302,8 +433,9 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per call (default 15, quick 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3, quick 1)")
     parser.add_argument("--only", default=None, help="only layers whose name contains this text")
-    parser.add_argument("--family", default=None, choices=("resnet18", "alexnet", "hdc", "misc"),
-                        help="only this family of layers")
+    parser.add_argument("--family", action="append", default=None,
+                        choices=("resnet18", "alexnet", "hdc", "misc", "conv1d", "conv3d", "pool"),
+                        help="only this family of layers (repeat for several)")
     parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive loops")
     parser.add_argument("--json", type=Path, default=None, help="write results (with machine info) here")
     parser.add_argument("--plot", type=Path, default=None, help="write a bar chart of the ratios here")
@@ -321,7 +453,7 @@ def main(argv=None):
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     shapes = [s for s in all_shapes(args.device, args.quick)
-              if (args.only is None or args.only in s.name) and (args.family in (None, s.family))]
+              if (args.only is None or args.only in s.name) and (args.family is None or s.family in args.family)]
     with_cnnext = cnnext_supports(args.device)
     if not with_cnnext:
         print(f"conv_speed: cnnext has no {args.device} kernel in this build; timing native only", file=sys.stderr)

@@ -3,11 +3,6 @@
 Max pooling selects values, so outputs and gradients match PyTorch exactly, and so do the indices.
 Average pooling: float64 rtol=1e-10, atol=1e-10; float32 rtol=1e-5, atol=1e-5.
 """
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +13,6 @@ from torch import nn
 import cnnext
 
 TOLERANCES = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-5)}
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @st.composite
@@ -244,11 +238,3 @@ def test_cnnext_backend_and_convert_use_cnnext_pooling():
     cnnext.convert(model, "torch")
     assert [type(m) for m in (model[0], model[1], model[2][0])] == [nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d]
 
-
-def test_family_benchmark_quick(tmp_path):
-    out = tmp_path / "family.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "family_speed.py"), "--quick", "--json", str(out)],
-                   check=True, cwd=ROOT, timeout=120)
-    rows = json.loads(out.read_text())["results"]
-    assert {row["op"] for row in rows} >= {"conv1d", "conv3d", "max_pool2d", "avg_pool2d"}
-    assert all(row["cnnext_ms"] > 0 and row["torch_ms"] > 0 for row in rows)
