@@ -255,3 +255,34 @@ def test_convert_swaps_conv1d_and_conv3d():
     assert model[0].weight is weight
     cnnext.convert(model, "torch")
     assert type(model[0]) is nn.Conv1d and type(model[1][0]) is nn.Conv3d
+
+
+DEPTH_TAP_CASES = [  # input, weight, arguments: strided/dilated/padded depth, groups, depthwise, 1-deep kernels
+    ((2, 5, 7, 9, 8), (6, 5, 3, 3, 2), dict(stride=(2, 1, 2), padding=(1, 0, 1), dilation=(2, 1, 1))),
+    ((3, 16, 4, 6, 6), (32, 16, 3, 3, 3), dict(padding=1)),
+    ((1, 3, 5, 5, 5), (4, 3, 1, 3, 3), dict(stride=(3, 1, 1), padding=(2, 1, 1))),
+    ((2, 32, 6, 6, 6), (32, 16, 2, 3, 3), dict(groups=2, padding=(0, 1, 1))),
+    ((2, 8, 3, 5, 5), (8, 1, 3, 3, 3), dict(groups=8, padding=(3, 1, 1), dilation=(2, 1, 1))),
+]
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+@pytest.mark.parametrize("case", DEPTH_TAP_CASES, ids=lambda case: "x".join(map(str, case[0])))
+def test_conv3d_float32_matches_float64_reference(case, memory_format):
+    """float32 conv3d on AVX-512 CPUs runs as a sum over depth taps of the direct Conv2d kernel
+    (a depth padding wider than the kernel leaves some taps with no input slice at all)."""
+    torch.manual_seed(0)
+    input_shape, weight_shape, args = case
+    x = torch.randn(input_shape).contiguous(memory_format=memory_format).requires_grad_()
+    w = torch.randn(weight_shape, requires_grad=True)
+    b = torch.randn(weight_shape[0], requires_grad=True)
+    out = cnnext.conv3d(x, w, b, **args)
+    assert out.is_contiguous(memory_format=memory_format)
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, w, b), grad_out)
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
+    expected = F.conv3d(x64, w64, b64, **args)
+    expected_grads = torch.autograd.grad(expected, (x64, w64, b64), grad_out.double())
+    torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-4)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-3)
