@@ -13,13 +13,19 @@ def conv_output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def _conv_fake_output(op, input, weight, stride, padding, dilation):
+    """The output a convolution of len(stride) spatial dimensions allocates, without computing it."""
+    dims = len(stride) + 2
+    torch._check(input.dim() == dims and weight.dim() == dims, lambda: f"{op}: expected {dims}-D input and weight")
+    spatial = [conv_output_size(input.shape[2 + i], weight.shape[2 + i], stride[i], padding[i], dilation[i])
+               for i in range(dims - 2)]
+    shape = (input.shape[0], weight.shape[0], *spatial)
+    return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=suggest_memory_format(input))
+
+
 @torch.library.register_fake("cnnext::conv2d")
 def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
-    torch._check(input.dim() == 4 and weight.dim() == 4, lambda: "conv2d: expected 4-D input and weight")
-    out_hw = [conv_output_size(input.shape[2 + i], weight.shape[2 + i], stride[i], padding[i], dilation[i])
-              for i in range(2)]
-    shape = (input.shape[0], weight.shape[0], *out_hw)
-    return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=suggest_memory_format(input))
+    return _conv_fake_output("conv2d", input, weight, stride, padding, dilation)
 
 
 @torch.library.register_fake("cnnext::conv2d_backward")
@@ -92,11 +98,7 @@ torch.library.register_autograd("cnnext::conv2d_backward", _conv2d_double_backwa
 
 @torch.library.register_fake("cnnext::conv3d")
 def _conv3d_fake(input, weight, bias, stride, padding, dilation, groups):
-    torch._check(input.dim() == 5 and weight.dim() == 5, lambda: "conv3d: expected 5-D input and weight")
-    out_dhw = [conv_output_size(input.shape[2 + i], weight.shape[2 + i], stride[i], padding[i], dilation[i])
-               for i in range(3)]
-    shape = (input.shape[0], weight.shape[0], *out_dhw)
-    return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=suggest_memory_format(input))
+    return _conv_fake_output("conv3d", input, weight, stride, padding, dilation)
 
 
 @torch.library.register_fake("cnnext::conv3d_backward")

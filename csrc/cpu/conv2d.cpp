@@ -21,26 +21,16 @@ bool is_pointwise(const Conv2dShape& s, const Conv2dParams& p) {
 }
 
 ColumnGemm gemm_plan(const Conv2dShape& s, const Conv2dParams& p, int64_t elem_size) {
-  const int64_t column_bytes = s.ho * s.wo * s.c * s.r * s.s * elem_size;
-  return {s.n, s.ho * s.wo, images_per_chunk(s.n, column_bytes, kColumnBytes), p.groups};
+  return column_gemm_plan(s.n, s.ho * s.wo, p.groups, s.r * s.s * (s.c / p.groups), is_pointwise(s, p), elem_size,
+                          kColumnBytes);
 }
 
-at::Tensor column_buffer(const at::Tensor& like, int64_t chunk, const Conv2dShape& s, const Conv2dParams& p) {
-  return at::empty({chunk * s.ho * s.wo, p.groups, s.c / p.groups * s.r * s.s}, like.options());
-}
-
-// Columns of images [first, first + n) as [n*Ho*Wo, G, R*S*Cg]; a 1x1 stride-1 conv uses the input itself.
-auto column_maker(const at::Tensor& x_cl, const Conv2dShape& s, const Conv2dParams& p, int64_t chunk) {
-  auto buffer = is_pointwise(s, p) ? at::Tensor() : column_buffer(x_cl, chunk, s, p);
-  return [&x_cl, &s, &p, buffer](int64_t first, int64_t n) {
-    if (is_pointwise(s, p)) {
-      return pixel_rows(x_cl.narrow(0, first, n)).view({n * s.ho * s.wo, p.groups, s.c / p.groups});
-    }
-    auto col = buffer.narrow(0, 0, n * s.ho * s.wo);
+// Fills col [n*Ho*Wo, G, R*S*Cg] with the columns of images [first, first + n).
+auto im2col(const at::Tensor& x_cl, const Conv2dShape& s, const Conv2dParams& p) {
+  return [&x_cl, &s, &p](at::Tensor& col, int64_t first, int64_t n) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x_cl.scalar_type(), "cnnext_im2col", [&] {
       im2col_nhwc(x_cl.data_ptr<scalar_t>() + first * s.c * s.h * s.w, col.data_ptr<scalar_t>(), n, s, p);
     });
-    return col;
   };
 }
 
@@ -54,38 +44,28 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
     return direct_conv_forward(input, weight, bias, s, p);
   }
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast);
-  const auto plan = gemm_plan(s, p, input.element_size());
-  forward_gemm(plan, weight_matrices(weight, groups), bias, pixel_rows(out), column_maker(x, s, p, plan.chunk));
+  forward_gemm(gemm_plan(s, p, input.element_size()), weight_matrices(weight, groups), bias, pixel_rows(x),
+               pixel_rows(out), im2col(x, s, p));
   return out.contiguous(input.suggest_memory_format());
 }
 
 at::Tensor grad_input(const at::Tensor& go_rows, const at::Tensor& input, const at::Tensor& weight,
                       const Conv2dShape& s, const Conv2dParams& p) {
   auto dx = at::empty({s.n, s.c, s.h, s.w}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const auto plan = gemm_plan(s, p, input.element_size());
-  const bool pointwise = is_pointwise(s, p);
-  const auto dcol_buffer = pointwise ? at::Tensor() : column_buffer(input, plan.chunk, s, p);
-  const auto dx_rows = pixel_rows(dx);
-  auto column_grads = [&](int64_t first, int64_t n) {  // a 1x1 conv's column gradients are grad_input itself
-    const int64_t rows = n * s.ho * s.wo;
-    return pointwise ? dx_rows.narrow(0, first * s.ho * s.wo, rows).view({rows, p.groups, s.c / p.groups})
-                     : dcol_buffer.narrow(0, 0, rows);
-  };
-  auto add_to_input = [&](const at::Tensor& dcol, int64_t first, int64_t n) {
-    if (pointwise) return;
+  auto col2im = [&](const at::Tensor& dcol, int64_t first, int64_t n) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "cnnext_col2im", [&] {
       col2im_nhwc(dcol.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>() + first * s.c * s.h * s.w, n, s, p);
     });
   };
-  grad_input_gemm(plan, go_rows, weight_matrices(weight, p.groups), column_grads, add_to_input);
+  grad_input_gemm(gemm_plan(s, p, input.element_size()), go_rows, weight_matrices(weight, p.groups), pixel_rows(dx),
+                  col2im);
   return dx.contiguous(input.suggest_memory_format());
 }
 
 at::Tensor grad_weight(const at::Tensor& go_rows, const at::Tensor& input, const at::Tensor& weight,
                        const Conv2dShape& s, const Conv2dParams& p) {
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast);
-  const auto plan = gemm_plan(s, p, input.element_size());
-  return grad_weight_gemm(plan, go_rows, weight, column_maker(x, s, p, plan.chunk));
+  return grad_weight_gemm(gemm_plan(s, p, input.element_size()), go_rows, pixel_rows(x), weight, im2col(x, s, p));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(

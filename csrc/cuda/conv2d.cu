@@ -51,21 +51,13 @@ Conv2dPath choose_path(const Conv2dGeometry<int64_t>& g, Conv2dPass pass) {
 // ---- im2col path (mirrors csrc/cpu/conv2d.cpp) ----
 
 ColumnGemm gemm_plan(const Conv2dShape& s, const Conv2dParams& p, int64_t elem_size) {
-  const int64_t column_bytes = s.ho * s.wo * s.c * s.r * s.s * elem_size;
-  return {s.n, s.ho * s.wo, images_per_chunk(s.n, column_bytes, kColumnBytes), p.groups};
+  return column_gemm_plan(s.n, s.ho * s.wo, p.groups, s.r * s.s * (s.c / p.groups), is_pointwise(geometry(s, p)),
+                          elem_size, kColumnBytes);
 }
 
-at::Tensor column_buffer(const at::Tensor& like, int64_t chunk, const Conv2dShape& s, const Conv2dParams& p) {
-  return at::empty({chunk * s.ho * s.wo, p.groups, s.c / p.groups * s.r * s.s}, like.options());
-}
-
-// Columns of images [first, first + n) as [n*Ho*Wo, G, R*S*Cg]; a pointwise conv uses the input itself.
-auto column_maker(const at::Tensor& x_cl, const Conv2dShape& s, const Conv2dParams& p, int64_t chunk) {
-  const auto g = geometry(s, p);
-  auto buffer = is_pointwise(g) ? at::Tensor() : column_buffer(x_cl, chunk, s, p);
-  return [&x_cl, g, buffer](int64_t first, int64_t n) {
-    if (is_pointwise(g)) return pixel_rows(x_cl.narrow(0, first, n)).view({n * g.ho * g.wo, g.groups, g.cg()});
-    auto col = buffer.narrow(0, 0, n * g.ho * g.wo);
+// Fills col [n*Ho*Wo, G, R*S*Cg] with the columns of images [first, first + n).
+auto im2col(const at::Tensor& x_cl, const Conv2dShape& s, const Conv2dParams& p) {
+  return [&x_cl, g = geometry(s, p)](at::Tensor& col, int64_t first, int64_t n) {
     Conv2dGeometry<int64_t> chunk_g = g;
     chunk_g.n = n;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x_cl.scalar_type(), "cnnext_im2col_cuda", [&] {
@@ -77,7 +69,6 @@ auto column_maker(const at::Tensor& x_cl, const Conv2dShape& s, const Conv2dPara
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     });
-    return col;
   };
 }
 
@@ -85,8 +76,8 @@ at::Tensor forward_im2col(const at::Tensor& input, const at::Tensor& weight, con
                           const Conv2dShape& s, const Conv2dParams& p) {
   auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast);
-  const auto plan = gemm_plan(s, p, input.element_size());
-  forward_gemm(plan, weight_matrices(weight, p.groups), bias, pixel_rows(out), column_maker(x, s, p, plan.chunk));
+  forward_gemm(gemm_plan(s, p, input.element_size()), weight_matrices(weight, p.groups), bias, pixel_rows(x),
+               pixel_rows(out), im2col(x, s, p));
   return out;
 }
 
@@ -95,17 +86,7 @@ at::Tensor grad_input_im2col(const at::Tensor& grad_output, const at::Tensor& in
   const auto g = geometry(s, p);
   const auto go_rows = pixel_rows(grad_output.contiguous(at::MemoryFormat::ChannelsLast));
   auto dx = at::empty({s.n, s.c, s.h, s.w}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const auto plan = gemm_plan(s, p, input.element_size());
-  const bool pointwise = is_pointwise(g);
-  const auto dcol_buffer = pointwise ? at::Tensor() : column_buffer(input, plan.chunk, s, p);
-  const auto dx_rows = pixel_rows(dx);
-  auto column_grads = [&](int64_t first, int64_t n) {  // a 1x1 conv's column gradients are grad_input itself
-    const int64_t rows = n * s.ho * s.wo;
-    return pointwise ? dx_rows.narrow(0, first * s.ho * s.wo, rows).view({rows, p.groups, s.c / p.groups})
-                     : dcol_buffer.narrow(0, 0, rows);
-  };
-  auto add_to_input = [&](const at::Tensor& dcol, int64_t first, int64_t n) {
-    if (pointwise) return;
+  auto col2im = [&](const at::Tensor& dcol, int64_t first, int64_t n) {
     Conv2dGeometry<int64_t> chunk_g = g;
     chunk_g.n = n;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "cnnext_col2im_cuda", [&] {
@@ -118,7 +99,8 @@ at::Tensor grad_input_im2col(const at::Tensor& grad_output, const at::Tensor& in
       });
     });
   };
-  grad_input_gemm(plan, go_rows, weight_matrices(weight, p.groups), column_grads, add_to_input);
+  grad_input_gemm(gemm_plan(s, p, input.element_size()), go_rows, weight_matrices(weight, p.groups), pixel_rows(dx),
+                  col2im);
   return dx;
 }
 
@@ -126,8 +108,7 @@ at::Tensor grad_weight_im2col(const at::Tensor& grad_output, const at::Tensor& i
                               const Conv2dShape& s, const Conv2dParams& p) {
   const auto go_rows = pixel_rows(grad_output.contiguous(at::MemoryFormat::ChannelsLast));
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast);
-  const auto plan = gemm_plan(s, p, input.element_size());
-  return grad_weight_gemm(plan, go_rows, weight, column_maker(x, s, p, plan.chunk));
+  return grad_weight_gemm(gemm_plan(s, p, input.element_size()), go_rows, pixel_rows(x), weight, im2col(x, s, p));
 }
 
 // ---- implicit-GEMM path ----
