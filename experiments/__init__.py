@@ -1,0 +1,1 @@
+"""The CNN lab as reproducible experiments; `experiments/run.py` is the command line."""

@@ -1,0 +1,140 @@
+"""The lab's classification experiments: plain CNN, hyper-parameters, AlexNet, MLP, dilated (HDC) networks
+and residual networks."""
+from dataclasses import replace
+
+from cnnext.models import hdc_check
+
+from experiments.context import Experiment
+from experiments.outputs import mean_epoch_time, percent, write_outputs
+
+
+def run_conv(ctx):
+    other = "torch" if ctx.backend != "torch" else "cnnext"
+    for blocks in (1, 3):
+        for backend in (ctx.backend, other):
+            ctx.train(f"cnn{blocks}-{backend}", "cnn", backend=backend, num_blocks=blocks)
+    write_outputs(ctx, [f"The lab's hand-written convolution is `{ctx.backend}` here (cnnext's C++ kernels by "
+                        f"default; `--backend naive` runs the Python loops) and its torch.nn counterpart is "
+                        f"`{other}`; both build the same plain CNN with 1 and with 3 Conv-BN-ReLU-MaxPool blocks "
+                        f"from the same seed, so accuracy and loss should agree closely and the time column "
+                        f"compares the kernels."])
+
+
+def run_hparams(ctx):
+    base = {"num_blocks": 3, "kernel_size": 3}
+    sweeps = {"num_blocks": [1, 2, 3, 4], "kernel_size": [3, 5, 7],
+              "batch_size": [16, 32, 64], "lr": [0.1, 0.01, 0.001]}
+    if ctx.args.quick:
+        sweeps = {key: values[:2] for key, values in sweeps.items()}
+    rows, seen = [], set()
+    for key, values in sweeps.items():
+        for value in values:
+            options, config = dict(base), ctx.config
+            if key in options:
+                options[key] = value
+            else:
+                config = replace(ctx.config, **{key: value})
+            setting = (options["num_blocks"], options["kernel_size"], config.batch_size, config.lr)
+            name = f"L{setting[0]}-k{setting[1]}-b{setting[2]}-lr{setting[3]:g}"
+            if setting in seen:
+                run = next(r for r in ctx.runs if r["name"] == name)
+            else:
+                seen.add(setting)
+                run, _ = ctx.train(name, "cnn", config=config, **options)
+            rows.append([key, value, name, percent(run["final"]["test_accuracy"]),
+                         f"{run['final']['test_loss']:.4f}", f"{mean_epoch_time(run):.1f}"])
+    write_outputs(ctx, ["One hyper-parameter at a time is changed from the baseline (3 blocks, 3x3 kernels, "
+                        f"batch {ctx.config.batch_size}, lr {ctx.config.lr:g}):",
+                        (["varied", "value", "run", "test accuracy", "test loss", "train time / epoch (s)"], rows)])
+
+
+def run_alexnet(ctx):
+    _, model = ctx.train("alexnet", "alexnet", width=ctx.settings["width"])
+    first_conv = "11x11 stride-4" if model.variant == "classic" else "3x3 stride-1 (for small images)"
+    ctx.train("cnn3", "cnn", num_blocks=3)
+    write_outputs(ctx, [f"AlexNet ({model.variant} variant: {first_conv} first conv, width "
+                        f"x{ctx.settings['width']:g}) against the 3-block plain CNN."])
+
+
+def run_mlp(ctx):
+    ctx.train("mlp", "mlp")
+    ctx.train("cnn3", "cnn", num_blocks=3)
+    write_outputs(ctx, ["The previous lab's feed-forward network (flattened pixels, hidden layers 512 and 256) "
+                        "against the 3-block CNN: compare the parameter counts with the accuracies."])
+
+
+def _hdc_rows(rate_lists):
+    rows = []
+    for rates in rate_lists:
+        check = hdc_check(rates)
+        rows.append([str(list(rates)), "yes" if check else "no", str(list(check.max_distances)),
+                     "; ".join(check.reasons) or "-"])
+    return ["rates", "satisfies HDC", "M_i", "why not"], rows
+
+
+def _sizes(image_size, rates):
+    sizes = [image_size]
+    for rate in rates:
+        sizes.append(sizes[-1] - 2 * rate)
+    return " -> ".join(map(str, sizes))
+
+
+def run_dilated(ctx):
+    rates = (1, 2, 5)
+    ctx.train("hdc-1-2-5", "hdc", rates=rates)
+    ctx.train("cnn3", "cnn", num_blocks=3)
+    write_outputs(ctx, [f"The HDC network stacks three unpadded 3x3 Conv-BN-ReLU layers with dilation rates "
+                        f"{list(rates)}, so the feature maps go {_sizes(ctx.data.image_size, rates)}, then global "
+                        f"average pooling and one linear layer; it is compared with the 3-block plain CNN.",
+                        _hdc_rows([rates])])
+
+
+DILATION_RATES = [(1, 2, 5), (1, 2, 3), (1, 1, 1), (2, 4, 8), (1, 2, 9)]
+
+
+def run_dilation(ctx):
+    for rates in DILATION_RATES:
+        ctx.train("hdc-" + "-".join(map(str, rates)), "hdc", rates=rates)
+    rows = []
+    for rates, run in zip(DILATION_RATES, ctx.runs):
+        check = hdc_check(rates)
+        rows.append([str(list(rates)), "yes" if check else "no", _sizes(ctx.data.image_size, rates),
+                     percent(run["final"]["test_accuracy"]), "; ".join(check.reasons) or "-"])
+    write_outputs(ctx, ["The same unpadded 3-layer dilated network with other rate lists, including ones that "
+                        "break the Hybrid Dilated Convolution rule (`cnnext.hdc_check`):",
+                        (["rates", "HDC", "feature map sizes", "test accuracy", "why not HDC"], rows)])
+
+
+def run_resnet(ctx):
+    ctx.train("resnet18", "resnet18", width=ctx.settings["width"])
+    ctx.train("plain18", "plain18", width=ctx.settings["width"])
+    write_outputs(ctx, [f"ResNet-18 as the lab gives it (3x3 stem; stages 64, 128/2, 256/2, 512/2 of two basic "
+                        f"blocks; 1x1 projection shortcuts where the shape changes; add before the ReLU) against "
+                        f"the same 18 layers without shortcuts (width x{ctx.settings['width']:g})."])
+
+
+def run_resnet_dilated(ctx):
+    ctx.train("resnet18", "resnet18", width=ctx.settings["width"])
+    ctx.train("resnet18-dilated", "resnet18-dilated", width=ctx.settings["width"])
+    write_outputs(ctx, ["ResNet-18 against its dilated twin (Yu et al., Dilated Residual Networks): the last stage "
+                        "has dilation 2 instead of stride 2, so it sees a 2x larger feature map with the same "
+                        f"weights (width x{ctx.settings['width']:g})."])
+
+
+EXPERIMENTS = {e.name: e for e in [
+    Experiment("conv", "Hand-written vs torch.nn convolution", "The lab's first experiment: the same plain CNN "
+               "built on the chosen backend's convolution and on torch.nn's: time, accuracy, loss.", run_conv),
+    Experiment("hparams", "Hyper-parameters of the plain CNN", "Number of conv blocks, kernel size, batch size "
+               "and learning rate, one at a time.", run_hparams),
+    Experiment("alexnet", "AlexNet", "AlexNet (Krizhevsky et al. 2012) against the plain CNN.", run_alexnet,
+               defaults={"width": 0.5}, quick_image_size=32),
+    Experiment("mlp", "MLP vs CNN", "The feed-forward network of the previous lab against the CNN.", run_mlp),
+    Experiment("dilated", "Dilated (HDC) convolution network", "A Hybrid Dilated Convolution network against "
+               "the plain CNN.", run_dilated, defaults={"image_size": 32}, quick_image_size=32),
+    Experiment("dilation", "Dilation rates and the HDC rule", "Dilation rate lists that satisfy and that break "
+               "the HDC rule.", run_dilation, defaults={"image_size": 32}, quick_image_size=32),
+    Experiment("resnet", "ResNet-18 vs a plain 18-layer network", "Residual connections against the same depth "
+               "without them.", run_resnet, defaults={"image_size": 32, "epochs": 3, "batch_size": 64, "lr": 0.05}),
+    Experiment("resnet-dilated", "ResNet-18 with dilated convolutions", "ResNet-18 against its dilated variant.",
+               run_resnet_dilated, defaults={"image_size": 32, "epochs": 3, "batch_size": 64, "lr": 0.05}),
+]}
