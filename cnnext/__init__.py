@@ -8,8 +8,8 @@
 from . import naive, ops
 from .functional import avg_pool2d, conv1d, conv2d, conv3d, max_pool2d
 from .nn import AvgPool2d, Conv1d, Conv2d, Conv3d, MaxPool2d, NaiveConv2d, convert, layer_class
-from . import models
+from . import models, receptive_field
 from .models.dilated import hdc_check
 
 __all__ = ["conv1d", "conv2d", "conv3d", "max_pool2d", "avg_pool2d", "Conv1d", "Conv2d", "Conv3d", "MaxPool2d",
-           "AvgPool2d", "NaiveConv2d", "convert", "layer_class", "naive", "ops", "models", "hdc_check"]
+           "AvgPool2d", "NaiveConv2d", "convert", "layer_class", "naive", "ops", "models", "receptive_field", "hdc_check"]
