@@ -1,7 +1,9 @@
 """Builds cnnext._C: the C++ CPU kernels always, the CUDA kernels when torch has CUDA and a CUDA toolkit is found.
 
 The package's metadata is in pyproject.toml; this file holds only what must be code: the extension.
-FORCE_CUDA=1 builds the CUDA kernels even when torch's CUDA check would not; CNNEXT_CPU_ONLY=1 skips them.
+With a CUDA build of torch the CUDA kernels are built when a CUDA toolkit is found (CUDA_HOME, CUDA_PATH, the nvcc
+on the PATH through its wrappers and symlinks, or /usr/local/cuda*); FORCE_CUDA=1 makes a missing toolkit an error
+instead of a CPU-only build, and CNNEXT_CPU_ONLY=1 skips the CUDA kernels.
 Build with `pip install --no-build-isolation -e .` so that the torch already installed is the one compiled against.
 """
 import glob
@@ -58,6 +60,10 @@ def real_nvcc(path, depth=0):
     return path
 
 
+def version_key(path):
+    return [int(n) for n in re.findall(r"\d+", os.path.basename(path))]
+
+
 def find_cuda_toolkit(environ=os.environ, which=shutil.which, standard_paths=STANDARD_TOOLKIT_PATHS):
     """(toolkit folder or None, how it was found or what was tried)."""
     for name in ("CUDA_HOME", "CUDA_PATH"):
@@ -69,7 +75,7 @@ def find_cuda_toolkit(environ=os.environ, which=shutil.which, standard_paths=STA
         how = f"nvcc on the PATH ({nvcc})" + (f", which runs {real}" if real != nvcc else "")
         return os.path.dirname(os.path.dirname(real)), how
     for pattern in standard_paths:
-        for candidate in sorted(glob.glob(pattern), reverse=True):  # the newest cuda-X.Y first
+        for candidate in sorted(glob.glob(pattern), key=version_key, reverse=True):  # the newest cuda-X.Y first
             if os.path.isfile(os.path.join(candidate, "bin", "nvcc")):
                 return candidate, f"the standard install path {pattern}"
     return None, f"no $CUDA_HOME or $CUDA_PATH, no nvcc on the PATH, none of {', '.join(standard_paths)}"
@@ -77,13 +83,14 @@ def find_cuda_toolkit(environ=os.environ, which=shutil.which, standard_paths=STA
 
 def toolkit_problems(home):
     """What a toolkit folder lacks for building and linking the CUDA kernels (empty when complete)."""
-    lib_dirs = ["lib64", "lib", *glob.glob(os.path.join(home, "targets", "*", "lib"))]
+    lib_dirs = [os.path.join(home, "lib64"), os.path.join(home, "lib"),
+                *glob.glob(os.path.join(home, "targets", "*", "lib"))]
     needed = {
         "bin/nvcc": [os.path.join(home, "bin", "nvcc")],
         "include/cuda_runtime.h": [os.path.join(home, "include", "cuda_runtime.h"),
                                    *glob.glob(os.path.join(home, "targets", "*", "include", "cuda_runtime.h"))],
         "libcudart.so (in lib64/, lib/ or targets/*/lib/)": [
-            p for d in lib_dirs for p in glob.glob(os.path.join(home, d, "libcudart.so*"))],
+            p for d in lib_dirs for p in glob.glob(os.path.join(d, "libcudart.so*"))],
     }
     return [name for name, paths in needed.items() if not any(os.path.isfile(p) for p in paths)]
 
@@ -104,11 +111,13 @@ def cuda_toolkit_or_exit(torch):
               f"kernels only. Set CUDA_HOME to the toolkit's folder (or FORCE_CUDA=1) for the CUDA kernels.",
               file=sys.stderr)
         return None
-    problems = ["the whole toolkit"] if home is None else toolkit_problems(home)
-    if problems:
+    problems = None if home is None else toolkit_problems(home)
+    if home is None or problems:
+        found = (f"no CUDA toolkit was found ({how})" if home is None else
+                 f"the CUDA toolkit {home!r} (from {how}) lacks {', '.join(problems)}")
         sys.exit(f"cnnext: the CUDA kernels are to be built (torch {torch.__version__}, CUDA {torch.version.cuda}"
-                 f"{', FORCE_CUDA=1' if forced else ''}), but the CUDA toolkit {home!r} (from {how}) lacks "
-                 f"{', '.join(problems)}. Set CUDA_HOME to a complete CUDA {torch.version.cuda.split('.')[0]}.x "
+                 f"{', FORCE_CUDA=1' if forced else ''}), but {found}. "
+                 f"Set CUDA_HOME to a complete CUDA {torch.version.cuda.split('.')[0]}.x "
                  f"toolkit (the folder with bin/nvcc, include/ and lib64/), or CNNEXT_CPU_ONLY=1 for the CPU "
                  f"kernels only.")
     return home
