@@ -10,15 +10,22 @@ import glob
 import os
 import re
 import shutil
+import subprocess
 import sys
 
 NO_ISOLATION = """\
 cnnext compiles C++ against the torch it will run with, and pip's isolated build environment hides
-{found}. Add --no-build-isolation to the command:
+the torch {version} installed in {prefix}. Add --no-build-isolation to the command:
 
     python -m pip install --no-build-isolation -e .      (or `python -m pip install --no-build-isolation .`)
 
 (pip would otherwise have to put a second, possibly different, torch into the build environment.)"""
+
+NO_TORCH = """\
+cnnext compiles C++ against the torch it will run with, and no torch is installed in {prefix}.
+Install torch first (`python -m pip install -r requirements.txt` installs the tested versions), then:
+
+    python -m pip install --no-build-isolation -e .      (or `python -m pip install --no-build-isolation .`)"""
 
 STANDARD_TOOLKIT_PATHS = ("/usr/local/cuda", "/usr/local/cuda-*", "/opt/cuda")
 
@@ -26,7 +33,6 @@ STANDARD_TOOLKIT_PATHS = ("/usr/local/cuda", "/usr/local/cuda-*", "/opt/cuda")
 def installed_torch_version():
     """The version of the torch installed in this interpreter's environment, even when pip's build isolation hides
     it from this process (a subprocess with -I sees the environment's own site-packages)."""
-    import subprocess
     probe = "import importlib.metadata as m; print(m.version('torch'))"
     result = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True)
     return result.stdout.strip() if result.returncode == 0 else None
@@ -37,10 +43,8 @@ def import_torch_or_exit():
         import torch
     except ImportError:
         version = installed_torch_version()
-        found = (f"the torch {version} installed in {sys.prefix}" if version else
-                 f"torch (none is installed in {sys.prefix} either: install it first, e.g. "
-                 f"`python -m pip install -r requirements.txt`)")
-        sys.exit(NO_ISOLATION.format(found=found))
+        sys.exit(NO_ISOLATION.format(version=version, prefix=sys.prefix) if version else
+                 NO_TORCH.format(prefix=sys.prefix))
     return torch
 
 
@@ -164,10 +168,9 @@ def extension(torch, cuda_home):
 
 
 if __name__ == "__main__":
-    from setuptools import setup
-
     torch = import_torch_or_exit()
     ext = extension(torch, cuda_toolkit_or_exit(torch))
+    from setuptools import setup
     from torch.utils.cpp_extension import BuildExtension
 
     setup(ext_modules=[ext], cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)})

@@ -29,11 +29,13 @@ def run(cmd, cwd, env=None, timeout=900):
     return result.returncode, result.stdout + result.stderr
 
 
-def fresh_venv(path):
+def fresh_venv(path, share=True):
     """A new venv (with pip) that sees this interpreter's site-packages (torch and the rest, not cnnext) through a
     .pth file: the same torch, without copying gigabytes, and nothing for pip to download."""
-    venv.create(path, with_pip=True)
+    venv.create(path, with_pip=share)
     python = path / "bin" / "python"
+    if not share:
+        return python
     site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], path)[1].strip())
     shared = path / "shared-site-packages"
     shared.mkdir()
@@ -67,6 +69,14 @@ def test_plain_pip_install_e_stops_at_once_with_one_clear_message(tmp_path):
     assert "python -m pip install --no-build-isolation -e ." in out
     assert "Traceback" not in out and "ModuleNotFoundError" not in out
     assert "Downloading torch" not in out and "Collecting torch" not in out
+
+
+def test_setup_py_without_any_torch_says_to_install_it_first(tmp_path):
+    python = fresh_venv(tmp_path / "venv", share=False)
+    code, out = run([python, ROOT / "setup.py", "--version"], ROOT)
+    assert code != 0 and "Traceback" not in out
+    assert f"no torch is installed in {tmp_path / 'venv'}" in out
+    assert "python -m pip install --no-build-isolation -e ." in out
 
 
 def test_import_refuses_a_torch_other_than_the_one_built_against(tmp_path):

@@ -88,7 +88,6 @@ void add_images_to_slices(at::Tensor& target, const at::Tensor& depths, const at
   target.index_add_(2, depths, unstacked.transpose(1, 2));
 }
 
-
 at::Tensor forward_by_depth_taps(const at::Tensor& input, const at::Tensor& weight,
                                  const std::optional<at::Tensor>& bias, const Conv3dShape& s, const Conv3dParams& p) {
   auto out = at::zeros({s.n, s.k, s.out[0], s.out[1], s.out[2]}, input.options());
