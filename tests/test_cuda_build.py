@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from test_packaging import ROOT, run, source_copy
+from test_packaging import ROOT, fresh_venv, run, source_copy
 
 pytestmark = pytest.mark.skipif(os.environ.get("CNNEXT_TEST_CUDA_BUILD") != "1",
                                 reason="installs a CUDA torch and compiles the CUDA kernels (tens of minutes): "
@@ -42,9 +42,7 @@ def step(name, cmd, cwd, env=None, timeout=3600):
 
 def test_cuda_build_links_imports_registers_and_passes_the_cpu_suite(tmp_path):
     src = source_copy(tmp_path)
-    venv = tmp_path / "venv"
-    step("venv", ["python3", "-m", "venv", venv], tmp_path)
-    python = venv / "bin" / "python"
+    python = fresh_venv(tmp_path / "venv", share=False)
     others = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if not line.startswith("torch==")]
     (tmp_path / "others.txt").write_text("\n".join(others) + "\n")
     step(f"install torch=={TORCH}", [python, "-m", "pip", "install", f"torch=={TORCH}", "-r", tmp_path / "others.txt"],

@@ -30,9 +30,9 @@ def run(cmd, cwd, env=None, timeout=900):
 
 
 def fresh_venv(path, share=True):
-    """A new venv (with pip) that sees this interpreter's site-packages (torch and the rest, not cnnext) through a
-    .pth file: the same torch, without copying gigabytes, and nothing for pip to download."""
-    venv.create(path, with_pip=share)
+    """A new venv with pip; with `share`, it sees this interpreter's site-packages (torch and the rest, not cnnext)
+    through a .pth file: the same torch, without copying gigabytes, and nothing for pip to download."""
+    venv.create(path, with_pip=True)
     python = path / "bin" / "python"
     if not share:
         return python
@@ -99,7 +99,7 @@ def test_sdist_to_wheel_to_fresh_venv_round_trip(tmp_path):
     sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "csrc").rglob("*") if p.is_file()}
     assert sources and sources <= packed, f"missing from the sdist: {sorted(sources - packed)}"
     assert {"setup.py", "pyproject.toml", "LICENSE", "README.md", "cnnext/__init__.py"} <= packed
-    assert not any(name.endswith(".so") for name in packed)
+    assert not any(name.endswith((".so", ".o", ".pyc")) for name in packed)
 
     # The wheel, built from the sdist alone (not the checkout), against this torch.
     code, out = run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--wheel-dir", dist,
