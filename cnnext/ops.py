@@ -6,7 +6,7 @@ how to compute their output shapes without running them (for torch.compile and F
 import torch
 from torch._prims_common import suggest_memory_format
 
-from . import _C  # noqa: F401  (loading the library registers the ops)
+from ._extension import _C  # noqa: F401  (loads and checks the kernels; loading registers the ops)
 
 
 def conv_output_size(size, kernel, stride, padding, dilation):

@@ -9,6 +9,7 @@
 #include "../conv_grads.h"
 #include "../conv_params.h"
 #include "direct_conv.h"
+#include "kernel_path.h"
 #include "vol2col.h"
 
 namespace cnnext::cpu {
@@ -87,10 +88,6 @@ void add_images_to_slices(at::Tensor& target, const at::Tensor& depths, const at
   target.index_add_(2, depths, unstacked.transpose(1, 2));
 }
 
-bool depth_taps_apply(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p) {
-  return direct_conv_applies(input, slice_shape(s, s.n), slice_params(p));
-}
-
 at::Tensor forward_by_depth_taps(const at::Tensor& input, const at::Tensor& weight,
                                  const std::optional<at::Tensor>& bias, const Conv3dShape& s, const Conv3dParams& p) {
   auto out = at::zeros({s.n, s.k, s.out[0], s.out[1], s.out[2]}, input.options());
@@ -140,7 +137,7 @@ at::Tensor conv3d_forward(const at::Tensor& input, const at::Tensor& weight, con
   const auto s = check_conv<3>(kOp, input, weight, bias, p);
   auto out = channels_last_empty(input, s.n, s.k, s.out);
   if (s.n == 0) return out.contiguous(input.suggest_memory_format());
-  if (depth_taps_apply(input, s, p)) return forward_by_depth_taps(input, weight, bias, s, p);
+  if (conv3d_path(input, s, p) == ConvPath::kDirectAvx512) return forward_by_depth_taps(input, weight, bias, s, p);
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast3d);
   forward_gemm(gemm_plan(s, p, input.element_size()), weight_matrices(weight, groups), bias, pixel_rows(x),
                pixel_rows(out), vol2col(x, s, p));
@@ -174,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv3d_backward(
   check_conv_grad_output<3>("conv3d_backward", grad_output, s, input);
   auto [dx, dw, db] = conv_grads_without_kernels(grad_output, input, weight, output_mask);
   if (s.n == 0) return {dx, dw, db};
-  if (depth_taps_apply(input, s, p)) {
+  if (conv3d_path(input, s, p) == ConvPath::kDirectAvx512) {
     if (output_mask[0]) dx = grad_input_by_depth_taps(grad_output, input, weight, s, p);
     if (output_mask[1]) dw = grad_weight_by_depth_taps(grad_output, input, weight, s, p);
     return {dx, dw, db};
@@ -186,6 +183,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv3d_backward(
 }
 
 }  // namespace
+
+// float32 on AVX-512 runs as a sum over depth taps of the direct 2-D kernel, wherever that kernel applies.
+ConvPath conv3d_path(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p) {
+  return direct_conv_applies(input, slice_shape(s, s.n), slice_params(p)) ? ConvPath::kDirectAvx512
+                                                                          : ConvPath::kIm2colGemm;
+}
 
 TORCH_LIBRARY_IMPL(cnnext, CPU, m) {
   m.impl("conv3d", &conv3d_forward);
