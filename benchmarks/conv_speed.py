@@ -429,7 +429,8 @@ def parse_args(argv=None):
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="a few small shapes (CI smoke test)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--dtype", choices=("float32", "float64", "bfloat16", "float16"), default="float32",
+                        help="the dtype of every tensor (native: oneDNN for bfloat16 on AVX-512 CPUs)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per call (default 15, quick 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3, quick 1)")
     parser.add_argument("--only", default=None, help="only layers whose name contains this text")

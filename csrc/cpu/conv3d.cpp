@@ -88,7 +88,8 @@ void add_images_to_slices(at::Tensor& target, const at::Tensor& depths, const at
 }
 
 bool depth_taps_apply(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p) {
-  return direct_conv_applies(input, slice_shape(s, s.n), slice_params(p));
+  // float32 only: the sum over depth taps runs in the output's dtype.
+  return direct_conv_path(input, slice_shape(s, s.n), slice_params(p)) == DirectPath::avx512_float32;
 }
 
 at::Tensor forward_by_depth_taps(const at::Tensor& input, const at::Tensor& weight,
