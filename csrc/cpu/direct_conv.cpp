@@ -157,6 +157,7 @@ void store_nhwc(const at::Tensor& nhwc, at::Tensor& dst, bool parallel) {
 // reduction = Cg and lanes over Kg, transposed reduction = Kg and lanes over Cg. The forward order moves K
 // innermost, which ATen's permuted copy does slowly (7 ms for 512x512x3x3): each group's [Kg, Cg*R*S]
 // matrix is transposed in registers first.
+template <typename T>
 at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transposed) {
   const int64_t k = weight.size(0), cg = weight.size(1), taps = weight.size(2) * weight.size(3), kg = k / groups;
   const int64_t width = transposed ? cg : kg, reduction = transposed ? kg : cg;
@@ -169,8 +170,8 @@ at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transpos
     const int64_t per_group = kg * cg * taps;
     at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
       for (int64_t g = begin; g < end; ++g) {
-        kernels::transpose_avx512(w.data_ptr<float>() + g * per_group, cg * taps,
-                                  k_last.data_ptr<float>() + g * per_group, kg, kg, cg * taps);
+        kernels::transpose_avx512(data<T>(w) + g * per_group, cg * taps, data<T>(k_last) + g * per_group, kg, kg,
+                                  cg * taps);
       }
     });
     lanes_last = k_last.permute({0, 2, 1, 3});
@@ -185,28 +186,24 @@ at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transpos
   return packed;
 }
 
-// The packed weight that the kernels for T read: packed_weight() for float32; for bfloat16 packed_weight() of
-// the weight in float32 (exact), back in bfloat16 with the reduction in pairs ([..., reduction/2, 64, 2]) unless
-// depthwise (no reduction).
+// The packed weight that the kernels for T read: packed_weight<T>(), in bfloat16 with the reduction taken in
+// pairs ([..., reduction/2, 64, 2]: rows 2j and 2j+1 interleaved) unless depthwise (no reduction).
 template <typename T>
 at::Tensor packed_weight_for(const at::Tensor& weight, int64_t groups, bool transposed, bool depthwise) {
-  if constexpr (std::is_same_v<T, float>) {
-    return packed_weight(weight, groups, transposed);
-  } else {
-    const auto packed = packed_weight(weight.to(at::kFloat), groups, transposed);  // [G, blocks, taps, red, 64]
-    if (depthwise) return packed.to(at::kBFloat16);
-    const int64_t reduction = packed.size(3);
-    TORCH_INTERNAL_ASSERT(reduction % 2 == 0, "bfloat16 reductions are padded to pairs");
-    auto pairs = at::empty(packed.sizes(), weight.options());
-    const int64_t slabs = packed.numel() / (reduction * kBlockLanes), slab = reduction * kBlockLanes;
-    at::parallel_for(0, slabs, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        kernels::pair_rows_bf16(packed.data_ptr<float>() + i * slab, reduction, kBlockLanes,
-                                reinterpret_cast<uint32_t*>(data<bf16>(pairs) + i * slab));
-      }
-    });
-    return pairs;
-  }
+  const auto packed = packed_weight<T>(weight, groups, transposed);  // [G, blocks, taps, reduction, 64]
+  if (std::is_same_v<T, float> || depthwise) return packed;
+  const int64_t reduction = packed.size(3);
+  TORCH_INTERNAL_ASSERT(reduction % 2 == 0, "bfloat16 reductions are padded to pairs");
+  auto pairs = at::empty(packed.sizes(), packed.options());
+  const int64_t row_pairs = packed.numel() / (2 * kBlockLanes);
+  at::parallel_for(0, row_pairs, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      const bf16* rows = data<bf16>(packed) + j * 2 * kBlockLanes;
+      kernels::interleave_bf16(rows, rows + kBlockLanes,
+                               reinterpret_cast<uint32_t*>(data<bf16>(pairs) + j * 2 * kBlockLanes), kBlockLanes);
+    }
+  });
+  return pairs;
 }
 
 // grad weight as the kernels leave it, [G, R*S*Cg, Kg], -> weight's layout [G*Kg, Cg, R, S], by two
@@ -237,7 +234,7 @@ uint16_t last_lanes_mask(int64_t width) {
 }
 
 // One application of tap_tile over a list of rows, for every group: row i reads a + a_off[i] (+ group
-// offset) and writes c + c_off[i]; b is the packed weight of packed_weight().
+// offset) and writes c + c_off[i]; b is the packed weight of packed_weight_for<T>().
 template <typename T>
 struct TapProblem {
   const T* a;

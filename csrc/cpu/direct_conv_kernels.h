@@ -77,10 +77,8 @@ void pixel_sum_tile_avx512(const PixelSumTile& t);
 bool cpu_has_avx512_bf16();
 void tap_tile_avx512(const TapTileOf<bf16>& t);
 void pixel_sum_tile_avx512(const PixelSumTileOf<uint32_t>& t);
-// out[i] = lo[i] | hi[i] << 16 (hi null: zeros): the bfloat16 pairs of PixelSumTileOf<uint32_t>.
+// out[i] = lo[i] | hi[i] << 16 (hi null: zeros): the bfloat16 pairs of TapTileOf<bf16>'s b and of
+// PixelSumTileOf<uint32_t>.
 void interleave_bf16(const bf16* lo, const bf16* hi, uint32_t* out, int64_t count);
-// out[j][l] = w[2j][l] | w[2j+1][l] << 16 for j < ceil(rows / 2), l < lanes, from float32 rows holding
-// bfloat16 values (w[rows][l] reads as 0): the pairs of TapTileOf<bf16>'s b.
-void pair_rows_bf16(const float* w, int64_t rows, int64_t lanes, uint32_t* out);
 
 }  // namespace cnnext::cpu::kernels

@@ -174,25 +174,4 @@ CNNEXT_AVX512_BF16 void interleave_bf16(const bf16* lo, const bf16* hi, uint32_t
   for (; i < count; ++i) out[i] = uint32_t(lo[i]) | (hi ? uint32_t(hi[i]) << 16 : 0u);
 }
 
-CNNEXT_AVX512_BF16 void pair_rows_bf16(const float* w, int64_t rows, int64_t lanes, uint32_t* out) {
-  for (int64_t j = 0; j < rows; j += 2, out += lanes) {
-    const float* first = w + j * lanes;
-    const float* second = j + 1 < rows ? first + lanes : nullptr;
-    int64_t l = 0;
-    for (; l + kLanes <= lanes; l += kLanes) {  // the values are bfloat16: their top 16 bits are exact
-      const __m512i low = _mm512_srli_epi32(_mm512_castps_si512(_mm512_loadu_ps(first + l)), 16);
-      const __m512i high = second ? _mm512_andnot_si512(_mm512_set1_epi32(0xFFFF),
-                                                         _mm512_castps_si512(_mm512_loadu_ps(second + l)))
-                                  : _mm512_setzero_si512();
-      _mm512_storeu_si512(out + l, _mm512_or_si512(low, high));
-    }
-    for (; l < lanes; ++l) {
-      uint32_t a, b = 0;
-      std::memcpy(&a, first + l, sizeof(a));
-      if (second) std::memcpy(&b, second + l, sizeof(b));
-      out[l] = (a >> 16) | (b & 0xFFFF0000u);
-    }
-  }
-}
-
 }  // namespace cnnext::cpu::kernels
