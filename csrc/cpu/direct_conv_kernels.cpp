@@ -4,6 +4,8 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+
 #define CNNEXT_AVX512 __attribute__((target("avx512f,avx512vl,fma")))
 
 namespace cnnext::cpu::kernels {
@@ -164,12 +166,17 @@ CNNEXT_AVX512 inline void transpose_8x8(const bf16* src, int64_t ld_src, bf16* d
   }
 }
 
+// Blocks go through the source rows a destination cache line at a time: with a long destination stride,
+// lines written 8 values at a time would leave the L1 cache (its sets alias) before they are complete.
 template <typename T>
 CNNEXT_AVX512 void transpose(const T* src, int64_t ld_src, T* dst, int64_t ld_dst, int64_t rows, int64_t cols) {
+  constexpr int64_t kLineRows = 64 / sizeof(T);
   const int64_t rows8 = rows / 8 * 8, cols8 = cols / 8 * 8;
-  for (int64_t i = 0; i < rows8; i += 8) {
-    for (int64_t j = 0; j < cols8; j += 8) transpose_8x8(src + i * ld_src + j, ld_src, dst + j * ld_dst + i, ld_dst);
-    for (int64_t ii = i; ii < i + 8; ++ii)
+  for (int64_t i0 = 0; i0 < rows8; i0 += kLineRows) {
+    const int64_t i_end = std::min(rows8, i0 + kLineRows);
+    for (int64_t j = 0; j < cols8; j += 8)
+      for (int64_t i = i0; i < i_end; i += 8) transpose_8x8(src + i * ld_src + j, ld_src, dst + j * ld_dst + i, ld_dst);
+    for (int64_t ii = i0; ii < i_end; ++ii)
       for (int64_t j = cols8; j < cols; ++j) dst[j * ld_dst + ii] = src[ii * ld_src + j];
   }
   for (int64_t i = rows8; i < rows; ++i)
