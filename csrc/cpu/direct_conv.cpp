@@ -152,6 +152,21 @@ void store_nhwc(const at::Tensor& nhwc, at::Tensor& dst, bool parallel) {
   });
 }
 
+// dst[m] = src[m] transposed for `count` contiguous [rows, cols] matrices; the threads split them into bands of
+// rows (a single weight matrix is most of the work of packing it).
+template <typename T>
+void transpose_matrices(const T* src, T* dst, int64_t count, int64_t rows, int64_t cols) {
+  constexpr int64_t kBandRows = 64;
+  const int64_t bands = ceil_div(rows, kBandRows);
+  at::parallel_for(0, count * bands, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t m = task / bands, r0 = task % bands * kBandRows;
+      kernels::transpose_avx512(src + (m * rows + r0) * cols, cols, dst + m * rows * cols + r0, rows,
+                                std::min(kBandRows, rows - r0), cols);
+    }
+  });
+}
+
 // weight [K, Cg, R, S] -> [G, blocks, R*S, reduction, 64]: per group, blocks of 64 lanes (one tile's width,
 // zero-padded) outermost so that the weights a tile streams are contiguous; for the forward pass
 // reduction = Cg and lanes over Kg, transposed reduction = Kg and lanes over Cg. The forward order moves K
@@ -167,13 +182,7 @@ at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transpos
   } else {
     const auto w = weight.contiguous();
     auto k_last = at::empty({groups, cg, taps, kg}, weight.options());
-    const int64_t per_group = kg * cg * taps;
-    at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t g = begin; g < end; ++g) {
-        kernels::transpose_avx512(data<T>(w) + g * per_group, cg * taps, data<T>(k_last) + g * per_group, kg, kg,
-                                  cg * taps);
-      }
-    });
+    transpose_matrices(data<T>(w), data<T>(k_last), groups, kg, cg * taps);
     lanes_last = k_last.permute({0, 2, 1, 3});
   }
   const int64_t blocks = ceil_div(width, kBlockLanes);
@@ -209,22 +218,12 @@ at::Tensor packed_weight_for(const at::Tensor& weight, int64_t groups, bool tran
 // grad weight as the kernels leave it, [G, R*S*Cg, Kg], -> weight's layout [G*Kg, Cg, R, S], by two
 // register transposes (ATen's permuted copy took 17 ms for 512x512x3x3).
 at::Tensor unpacked_grad_weight(const at::Tensor& dw, int64_t groups, int64_t cg, int64_t kg, int64_t r, int64_t s) {
-  const int64_t taps = r * s, per_group = taps * cg * kg;
+  const int64_t taps = r * s;
   auto k_first = at::empty({groups * kg, taps, cg}, dw.options());
-  at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t g = begin; g < end; ++g) {
-      kernels::transpose_avx512(dw.data_ptr<float>() + g * per_group, kg, k_first.data_ptr<float>() + g * per_group,
-                                taps * cg, taps * cg, kg);
-    }
-  });
+  transpose_matrices(dw.data_ptr<float>(), k_first.data_ptr<float>(), groups, taps * cg, kg);
   if (taps == 1) return k_first.view({groups * kg, cg, r, s});
   auto out = at::empty({groups * kg, cg, r, s}, dw.options());
-  at::parallel_for(0, groups * kg, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      kernels::transpose_avx512(k_first.data_ptr<float>() + k * taps * cg, cg, out.data_ptr<float>() + k * taps * cg,
-                                taps, taps, cg);
-    }
-  });
+  transpose_matrices(k_first.data_ptr<float>(), out.data_ptr<float>(), groups * kg, taps, cg);
   return out;
 }
 
