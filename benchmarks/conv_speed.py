@@ -251,10 +251,13 @@ def pass_call(shape, fn, inputs, grad_out, backward):
 
 
 class Timer:
-    """Milliseconds of one call: CUDA events on the GPU, perf_counter on the CPU."""
+    """Milliseconds of one call: CUDA events on the GPU, perf_counter on the CPU; with cpu_time, the CPU time of
+    all this process's threads (what a call costs in CPU work, robust to other processes on a shared machine
+    where wall-clock times mostly measure the scheduler; not a latency)."""
 
-    def __init__(self, device):
+    def __init__(self, device, cpu_time=False):
         self.cuda = device == "cuda"
+        self.clock = time.process_time if cpu_time else time.perf_counter
 
     def __call__(self, fn):
         if self.cuda:
@@ -264,9 +267,9 @@ class Timer:
             end.record()
             torch.cuda.synchronize()
             return start.elapsed_time(end)
-        t0 = time.perf_counter()
+        t0 = self.clock()
         fn()
-        return (time.perf_counter() - t0) * 1e3
+        return (self.clock() - t0) * 1e3
 
 
 class Tf32:
@@ -394,7 +397,8 @@ def cpu_model():
 def machine_info(device):
     info = {"hostname": platform.node(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "device": device, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            "device": device, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "load_average_start": os.getloadavg()}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
@@ -429,7 +433,10 @@ def parse_args(argv=None):
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="a few small shapes (CI smoke test)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time CPU work (process CPU time of all threads) instead of wall-clock time")
+    parser.add_argument("--dtype", choices=("float32", "float64", "bfloat16", "float16"), default="float32",
+                        help="the dtype of every tensor (native: oneDNN for bfloat16 on AVX-512 CPUs)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per call (default 15, quick 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3, quick 1)")
     parser.add_argument("--only", default=None, help="only layers whose name contains this text")
@@ -457,9 +464,12 @@ def main(argv=None):
     with_cnnext = cnnext_supports(args.device)
     if not with_cnnext:
         print(f"conv_speed: cnnext has no {args.device} kernel in this build; timing native only", file=sys.stderr)
-    timer = Timer(args.device)
+    if args.cpu_time and args.device == "cuda":
+        sys.exit("conv_speed: --cpu-time times CPU kernels; it cannot time --device cuda")
+    timer = Timer(args.device, args.cpu_time)
     info = machine_info(args.device)
     print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, {args.dtype}, device {args.device}"
+          + (", CPU time" if args.cpu_time else "")
           + (f" ({info['gpu']})" if args.device == "cuda" else "") + f", {info['date']}")
     rows = []
     for shape in tqdm(shapes, desc="conv_speed", unit="shape", file=sys.stderr):
@@ -468,6 +478,7 @@ def main(argv=None):
     totals = summary(rows)
     for key, value in totals.items():
         print(f"{key}: {value:.3f}")
+    info["load_average_end"] = os.getloadavg()  # other processes on the machine while this ran
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},

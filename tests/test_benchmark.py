@@ -51,3 +51,16 @@ def test_conv_speed_family_selects(tmp_path):
     rows = json.loads(json_path.read_text())["rows"]
     assert {row["family"] for row in rows} == {"conv1d", "pool"}
     assert {row["layer"] for row in rows if row["family"] == "pool"} == {"maxpool.k3s2", "avgpool.k2"}
+
+
+def test_conv_speed_bfloat16_cpu_time(tmp_path):
+    json_path = tmp_path / "results.json"
+    done = run_conv_speed("--family", "resnet18", "--dtype", "bfloat16", "--cpu-time", "--no-naive",
+                          "--json", json_path)
+    assert "bfloat16" in done.stdout and "CPU time" in done.stdout
+    results = json.loads(json_path.read_text())
+    assert results["args"]["dtype"] == "bfloat16" and results["args"]["cpu_time"] == "True"
+    assert len(results["machine"]["load_average_start"]) == 3
+    rows = results["rows"]
+    assert {row["impl"] for row in rows} == {"native", "cnnext"}
+    assert all(row["ms"] > 0 and row["ratio"] > 0 for row in rows)

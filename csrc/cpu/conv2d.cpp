@@ -15,7 +15,11 @@
 namespace cnnext::cpu {
 
 ConvPath conv2d_path(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p) {
-  return direct_conv_applies(input, s, p) ? ConvPath::kDirectAvx512 : ConvPath::kIm2colGemm;
+  switch (direct_conv_path(input, s, p)) {
+    case DirectPath::avx512_float32: return ConvPath::kDirectAvx512;
+    case DirectPath::avx512_bfloat16: return ConvPath::kDirectAvx512Bf16;
+    default: return ConvPath::kIm2colGemm;
+  }
 }
 
 namespace {
@@ -46,7 +50,7 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   const auto s = check_conv2d(input, weight, bias, p);
   auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (s.n == 0) return out.contiguous(input.suggest_memory_format());
-  if (conv2d_path(input, s, p) == ConvPath::kDirectAvx512) {
+  if (conv2d_path(input, s, p) != ConvPath::kIm2colGemm) {
     return direct_conv_forward(input, weight, bias, s, p);
   }
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast);
@@ -82,7 +86,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
   check_grad_output(grad_output, s, input);
   auto [dx, dw, db] = conv_grads_without_kernels(grad_output, input, weight, output_mask);
   if (s.n == 0) return {dx, dw, db};
-  if (conv2d_path(input, s, p) == ConvPath::kDirectAvx512) {
+  if (conv2d_path(input, s, p) != ConvPath::kIm2colGemm) {
     if (output_mask[0]) dx = direct_conv_grad_input(grad_output, weight, s, p, input.suggest_memory_format());
     if (output_mask[1]) dw = direct_conv_grad_weight(grad_output, input, s, p);
     return {dx, dw, db};

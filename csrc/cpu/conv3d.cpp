@@ -186,8 +186,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv3d_backward(
 
 // float32 on AVX-512 runs as a sum over depth taps of the direct 2-D kernel, wherever that kernel applies.
 ConvPath conv3d_path(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p) {
-  return direct_conv_applies(input, slice_shape(s, s.n), slice_params(p)) ? ConvPath::kDirectAvx512
-                                                                          : ConvPath::kIm2colGemm;
+  // float32 only: the sum over depth taps runs in the output's dtype.
+  return direct_conv_path(input, slice_shape(s, s.n), slice_params(p)) == DirectPath::avx512_float32
+             ? ConvPath::kDirectAvx512
+             : ConvPath::kIm2colGemm;
 }
 
 TORCH_LIBRARY_IMPL(cnnext, CPU, m) {

@@ -1,4 +1,5 @@
-// Direct convolution drivers: data layout, weight packing, tiling and threads around the micro-kernels.
+// Direct convolution drivers: data layout, weight packing, tiling and threads around the micro-kernels, for
+// float32 and (with float32 sums) bfloat16: T is the element type, float or kernels::bf16.
 //
 // Data is channels-last and zero-padded once ([N, H+2p, W+2p, C]), so a tile never checks borders.
 //   forward:      out[pixel, k]  = bias[k] + sum_taps sum_c x_pad[pixel's window + tap, c] * w[tap, c, k]
@@ -7,6 +8,8 @@
 //   grad weight:  dw[tap, c, k] = sum_pixels x_pad[pixel's window + tap, c] * grad_out[pixel, k], summed
 //                 over chunks of pixels in a fixed order.
 // Every output element is written by one tile in one thread, so results are the same on every run.
+// bfloat16 takes reductions in pairs (direct_conv_kernels.h): forward and grad input pad an odd reduction
+// (channel count) to even with a zero channel; grad weight pairs up neighbouring output pixels instead.
 #include "direct_conv.h"
 
 #include <ATen/Parallel.h>
@@ -14,6 +17,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "direct_conv_kernels.h"
@@ -21,6 +25,7 @@
 namespace cnnext::cpu {
 namespace {
 
+using kernels::bf16;
 using kernels::kLanes;
 using kernels::kMaxVectors;
 constexpr int64_t kBlockLanes = kMaxVectors * kLanes;  // output lanes of one tile
@@ -30,12 +35,32 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Output pixels per step of images: enough rows for the weights loaded into cache to be reused.
 constexpr int64_t kRowsPerStep = 96;
 
-bool direct_kernel_enabled() {
-  static const bool enabled = [] {
-    const char* choice = std::getenv("CNNEXT_CPU_KERNEL");  // "gemm" forces the im2col + GEMM path
-    return kernels::cpu_has_avx512() && !(choice != nullptr && std::string(choice) == "gemm");
+// What this CPU (and CNNEXT_CPU_KERNEL) allows: "gemm" forces the im2col + GEMM path, "avx512" keeps the
+// direct kernel to float32 (as on AVX-512 CPUs without BF16 instructions).
+struct DirectKernels {
+  bool float32, bfloat16;
+};
+
+DirectKernels available_direct_kernels() {
+  static const DirectKernels available = [] {
+    const char* env = std::getenv("CNNEXT_CPU_KERNEL");
+    const std::string choice = env ? env : "";
+    const bool float32 = kernels::cpu_has_avx512() && choice != "gemm";
+    return DirectKernels{float32, float32 && choice != "avx512" && kernels::cpu_has_avx512_bf16()};
   }();
-  return enabled;
+  return available;
+}
+
+template <typename T>
+T* data(const at::Tensor& t) {
+  if constexpr (std::is_same_v<T, float>) {
+    return t.data_ptr<float>();
+  } else if constexpr (std::is_same_v<T, bf16>) {
+    return reinterpret_cast<bf16*>(t.data_ptr<at::BFloat16>());
+  } else {
+    static_assert(std::is_same_v<T, uint32_t>);  // pairs of bfloat16 in an int32 tensor
+    return reinterpret_cast<uint32_t*>(t.data_ptr<int32_t>());
+  }
 }
 
 // fn(begin, end) over [0, count): split among the threads when `parallel`, else all in this thread.
@@ -65,32 +90,37 @@ void over_image_steps(int64_t n, int64_t images_per_step, const Body& body) {
   });
 }
 
-// t [N, C, H, W] (any strides) -> contiguous [N, top+H+bottom, left+W+right, C] with zeros around.
-// NCHW rows (unit stride along W) are transposed 8x8 in registers: ATen's generic strided copy is ~10x
-// slower than a plain copy for this permutation and would cost as much as the convolution on small layers.
+// t [N, C, H, W] (any strides) -> contiguous [N, top+H+bottom, left+W+right, channels] with zeros around
+// (and in the channels past C). NCHW rows (unit stride along W) are transposed 8x8 in registers: ATen's
+// generic strided copy is ~10x slower than a plain copy for this permutation and would cost as much as the
+// convolution on small layers.
+template <typename T>
 at::Tensor padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right,
-                       bool parallel = true) {
-  const auto nhwc = t.permute({0, 2, 3, 1});
-  if (top == 0 && bottom == 0 && left == 0 && right == 0 && nhwc.is_contiguous()) return nhwc;
+                       bool parallel = true, int64_t channels = 0) {
   const int64_t n = t.size(0), c = t.size(1), h = t.size(2), w = t.size(3);
+  channels = std::max(channels, c);
+  const auto nhwc = t.permute({0, 2, 3, 1});
+  if (top == 0 && bottom == 0 && left == 0 && right == 0 && channels == c && nhwc.is_contiguous()) return nhwc;
   const int64_t hp = top + h + bottom, wp = left + w + right;
-  auto out = at::empty({n, hp, wp, c}, t.options());
+  auto out = at::empty({n, hp, wp, channels}, t.options());
+  if (channels > c) out.narrow(3, c, channels - c).zero_();
   if (top > 0) out.narrow(1, 0, top).zero_();
   if (bottom > 0) out.narrow(1, top + h, bottom).zero_();
   auto rows = out.narrow(1, top, h);
   if (left > 0) rows.narrow(2, 0, left).zero_();
   if (right > 0) rows.narrow(2, left + w, right).zero_();
   if (t.stride(3) != 1 || c == 1) {
-    rows.narrow(2, left, w).copy_(nhwc);
+    rows.narrow(2, left, w).narrow(3, 0, c).copy_(nhwc);
     return out;
   }
-  const float* src = t.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
+  const T* src = data<T>(t);
+  T* dst = data<T>(out);
   const int64_t sn = t.stride(0), sc = t.stride(1), sh = t.stride(2);
   for_range(parallel, n * h, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t img = row / h, y = row % h;
-      kernels::transpose_avx512(src + img * sn + y * sh, sc, dst + ((img * hp + top + y) * wp + left) * c, c, c, w);
+      kernels::transpose_avx512(src + img * sn + y * sh, sc, dst + ((img * hp + top + y) * wp + left) * channels,
+                                channels, c, w);
     }
   });
   return out;
@@ -104,12 +134,13 @@ at::Tensor nhwc_buffer_for(const at::Tensor& dst) {
 }
 
 // dst [N, C, H, W] = nhwc [N, H, W, C], unless nhwc already is dst's memory (nhwc_buffer_for).
+template <typename T>
 void store_nhwc(const at::Tensor& nhwc, at::Tensor& dst, bool parallel) {
   if (nhwc.data_ptr() == dst.data_ptr()) return;
   TORCH_INTERNAL_ASSERT(dst.is_contiguous());
   const int64_t n = nhwc.size(0), pixels = nhwc.size(1) * nhwc.size(2), c = nhwc.size(3);
-  const float* src = nhwc.data_ptr<float>();
-  float* out = dst.data_ptr<float>();
+  const T* src = data<T>(nhwc);
+  T* out = data<T>(dst);
   constexpr int64_t kPixelBlock = 256;
   const int64_t blocks = ceil_div(pixels, kPixelBlock);
   for_range(parallel, n * blocks, [&](int64_t begin, int64_t end) {
@@ -121,11 +152,27 @@ void store_nhwc(const at::Tensor& nhwc, at::Tensor& dst, bool parallel) {
   });
 }
 
+// dst[m] = src[m] transposed for `count` contiguous [rows, cols] matrices; the threads split them into bands of
+// rows (a single weight matrix is most of the work of packing it).
+template <typename T>
+void transpose_matrices(const T* src, T* dst, int64_t count, int64_t rows, int64_t cols) {
+  constexpr int64_t kBandRows = 64;
+  const int64_t bands = ceil_div(rows, kBandRows);
+  at::parallel_for(0, count * bands, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t m = task / bands, r0 = task % bands * kBandRows;
+      kernels::transpose_avx512(src + (m * rows + r0) * cols, cols, dst + m * rows * cols + r0, rows,
+                                std::min(kBandRows, rows - r0), cols);
+    }
+  });
+}
+
 // weight [K, Cg, R, S] -> [G, blocks, R*S, reduction, 64]: per group, blocks of 64 lanes (one tile's width,
 // zero-padded) outermost so that the weights a tile streams are contiguous; for the forward pass
 // reduction = Cg and lanes over Kg, transposed reduction = Kg and lanes over Cg. The forward order moves K
 // innermost, which ATen's permuted copy does slowly (7 ms for 512x512x3x3): each group's [Kg, Cg*R*S]
 // matrix is transposed in registers first.
+template <typename T>
 at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transposed) {
   const int64_t k = weight.size(0), cg = weight.size(1), taps = weight.size(2) * weight.size(3), kg = k / groups;
   const int64_t width = transposed ? cg : kg, reduction = transposed ? kg : cg;
@@ -135,13 +182,7 @@ at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transpos
   } else {
     const auto w = weight.contiguous();
     auto k_last = at::empty({groups, cg, taps, kg}, weight.options());
-    const int64_t per_group = kg * cg * taps;
-    at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t g = begin; g < end; ++g) {
-        kernels::transpose_avx512(w.data_ptr<float>() + g * per_group, cg * taps,
-                                  k_last.data_ptr<float>() + g * per_group, kg, kg, cg * taps);
-      }
-    });
+    transpose_matrices(data<T>(w), data<T>(k_last), groups, kg, cg * taps);
     lanes_last = k_last.permute({0, 2, 1, 3});
   }
   const int64_t blocks = ceil_div(width, kBlockLanes);
@@ -154,25 +195,35 @@ at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transpos
   return packed;
 }
 
+// The packed weight that the kernels for T read: packed_weight<T>(), in bfloat16 with the reduction taken in
+// pairs ([..., reduction/2, 64, 2]: rows 2j and 2j+1 interleaved) unless depthwise (no reduction).
+template <typename T>
+at::Tensor packed_weight_for(const at::Tensor& weight, int64_t groups, bool transposed, bool depthwise) {
+  const auto packed = packed_weight<T>(weight, groups, transposed);  // [G, blocks, taps, reduction, 64]
+  if (std::is_same_v<T, float> || depthwise) return packed;
+  const int64_t reduction = packed.size(3);
+  TORCH_INTERNAL_ASSERT(reduction % 2 == 0, "bfloat16 reductions are padded to pairs");
+  auto pairs = at::empty(packed.sizes(), packed.options());
+  const int64_t row_pairs = packed.numel() / (2 * kBlockLanes);
+  at::parallel_for(0, row_pairs, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      const bf16* rows = data<bf16>(packed) + j * 2 * kBlockLanes;
+      kernels::interleave_bf16(rows, rows + kBlockLanes,
+                               reinterpret_cast<uint32_t*>(data<bf16>(pairs) + j * 2 * kBlockLanes), kBlockLanes);
+    }
+  });
+  return pairs;
+}
+
 // grad weight as the kernels leave it, [G, R*S*Cg, Kg], -> weight's layout [G*Kg, Cg, R, S], by two
 // register transposes (ATen's permuted copy took 17 ms for 512x512x3x3).
 at::Tensor unpacked_grad_weight(const at::Tensor& dw, int64_t groups, int64_t cg, int64_t kg, int64_t r, int64_t s) {
-  const int64_t taps = r * s, per_group = taps * cg * kg;
+  const int64_t taps = r * s;
   auto k_first = at::empty({groups * kg, taps, cg}, dw.options());
-  at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t g = begin; g < end; ++g) {
-      kernels::transpose_avx512(dw.data_ptr<float>() + g * per_group, kg, k_first.data_ptr<float>() + g * per_group,
-                                taps * cg, taps * cg, kg);
-    }
-  });
+  transpose_matrices(dw.data_ptr<float>(), k_first.data_ptr<float>(), groups, taps * cg, kg);
   if (taps == 1) return k_first.view({groups * kg, cg, r, s});
   auto out = at::empty({groups * kg, cg, r, s}, dw.options());
-  at::parallel_for(0, groups * kg, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      kernels::transpose_avx512(k_first.data_ptr<float>() + k * taps * cg, cg, out.data_ptr<float>() + k * taps * cg,
-                                taps, taps, cg);
-    }
-  });
+  transpose_matrices(k_first.data_ptr<float>(), out.data_ptr<float>(), groups * kg, taps, cg);
   return out;
 }
 
@@ -182,14 +233,15 @@ uint16_t last_lanes_mask(int64_t width) {
 }
 
 // One application of tap_tile over a list of rows, for every group: row i reads a + a_off[i] (+ group
-// offset) and writes c + c_off[i]; b is the packed weight of packed_weight().
+// offset) and writes c + c_off[i]; b is the packed weight of packed_weight_for<T>().
+template <typename T>
 struct TapProblem {
-  const float* a;
-  float* c;
+  const T* a;
+  T* c;
   std::vector<int64_t> a_off, c_off;
   std::vector<int64_t> a_tap, b_tap;
   int64_t reduction;
-  const float* b;  // packed_weight(): [groups][blocks][taps][reduction][kBlockLanes]
+  const T* b;  // packed_weight_for<T>(): [groups][blocks][taps][reduction][kBlockLanes]
   int64_t width;
   const float* bias;
   int64_t b_block;  // floats of one (group, block) of b: taps * reduction * kBlockLanes
@@ -198,18 +250,22 @@ struct TapProblem {
 };
 
 // Work is split into (vector block, row block) tasks, vector-block major so that a thread's consecutive
-// tasks reuse the same weights; the reduction is cut into blocks whose weights (all taps) fit in L2.
-void run_tap_problem(const TapProblem& pr, bool parallel) {
+// tasks reuse the same weights; the reduction is cut into blocks whose weights (all taps) fit in L2, except in
+// bfloat16: its output would round the sums between blocks, and keeping them in a float32 buffer instead was
+// measured no faster (its weights take half the room).
+template <typename T>
+void run_tap_problem(const TapProblem<T>& pr, bool parallel) {
   constexpr int64_t kBlockRows = 48;                // a multiple of every rows_per_tile
   constexpr int64_t kWeightBlockBytes = 160 << 10;  // weights of one reduction block: fits L2
   const int64_t rows = static_cast<int64_t>(pr.a_off.size());
   const int64_t taps = static_cast<int64_t>(pr.a_tap.size());
   const int64_t nvec_total = ceil_div(pr.width, kLanes), vector_blocks = ceil_div(nvec_total, kMaxVectors);
   const int64_t row_blocks = ceil_div(rows, kBlockRows);
-  const int64_t reduction_block = std::max<int64_t>(
-      1, kWeightBlockBytes / (std::max<int64_t>(taps, 1) * kMaxVectors * kLanes * int64_t(sizeof(float))));
+  const int64_t reduction_block = std::is_same_v<T, float> ? std::max<int64_t>(
+      1, kWeightBlockBytes / (std::max<int64_t>(taps, 1) * kMaxVectors * kLanes * int64_t(sizeof(float))))
+                                                          : std::max<int64_t>(pr.reduction, 1);
   for_range(parallel, pr.groups * vector_blocks * row_blocks, [&](int64_t first_task, int64_t last_task) {
-    kernels::TapTile t{};
+    kernels::TapTileOf<T> t{};
     t.a_tap = pr.a_tap.data();
     t.b_tap = pr.b_tap.data();
     t.taps = taps;
@@ -240,13 +296,16 @@ void run_tap_problem(const TapProblem& pr, bool parallel) {
   });
 }
 
-// Offsets, in x_pad [N, Hp, Wp, C], of the top-left corner of every output pixel's window.
-std::vector<int64_t> window_offsets(const Conv2dShape& s, const Conv2dParams& p, int64_t hp, int64_t wp) {
-  std::vector<int64_t> off(s.n * s.ho * s.wo);
-  int64_t m = 0;
+// Offsets, in x_pad [N, Hp, Wp, C], of the top-left corner of the window of every output pixel (of every
+// `every`-th pixel of each output row).
+std::vector<int64_t> window_offsets(const Conv2dShape& s, const Conv2dParams& p, int64_t hp, int64_t wp,
+                                    int64_t every = 1) {
+  std::vector<int64_t> off;
+  off.reserve(s.n * s.ho * ceil_div(s.wo, every));
   for (int64_t n = 0; n < s.n; ++n)
     for (int64_t ho = 0; ho < s.ho; ++ho)
-      for (int64_t wo = 0; wo < s.wo; ++wo) off[m++] = ((n * hp + ho * p.stride_h) * wp + wo * p.stride_w) * s.c;
+      for (int64_t wo = 0; wo < s.wo; wo += every)
+        off.push_back(((n * hp + ho * p.stride_h) * wp + wo * p.stride_w) * s.c);
   return off;
 }
 
@@ -303,43 +362,62 @@ Grouping grouping_of(const Conv2dShape& s, const Conv2dParams& p) {
   return {p.groups, s.c / p.groups, s.k / p.groups, false};
 }
 
-}  // namespace
-
-bool direct_conv_applies(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p) {
-  const auto gr = grouping_of(s, p);
-  // Narrow groups (other than depthwise) would leave most vector lanes idle: GEMM handles them.
-  const bool vectors_filled = gr.depthwise || gr.groups == 1 || (gr.kg >= kLanes && gr.cg >= kLanes);
-  return input.scalar_type() == at::kFloat && input.device().is_cpu() && vectors_filled && direct_kernel_enabled();
+// bfloat16 reduces over channels in pairs: an odd count (with groups == 1 only, see direct_conv_path) gets one
+// zero channel more, in the weight (padded along `dim`) and in the data (padded_nhwc's `channels`).
+template <typename T>
+int64_t reduction_channels(int64_t channels, const Grouping& gr) {
+  return std::is_same_v<T, bf16> && !gr.depthwise && channels % 2 != 0 ? channels + 1 : channels;
 }
 
-at::Tensor direct_conv_forward(const at::Tensor& full_input, const at::Tensor& weight,
-                               const std::optional<at::Tensor>& bias, const Conv2dShape& full_shape,
-                               const Conv2dParams& full_params) {
-  const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
+// weight with `extra` zero slices appended along `dim`.
+at::Tensor zero_padded(const at::Tensor& weight, int64_t dim, int64_t extra) {
+  if (extra == 0) return weight;
+  std::vector<int64_t> pad(2 * weight.dim(), 0);
+  pad[2 * (weight.dim() - 1 - dim) + 1] = extra;
+  return at::constant_pad_nd(weight, pad);
+}
+
+template <typename T>
+at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, const std::optional<at::Tensor>& bias,
+                   const Conv2dShape& full_shape, const Conv2dParams& full_params) {
+  auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
+  const int64_t channels = reduction_channels<T>(s.c, grouping_of(s, p));
+  const auto weight = zero_padded(full_weight, 1, channels - s.c);
+  s.c = channels;
   const auto gr = grouping_of(s, p);
   const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = gr.kg, cg = gr.cg;
-  const auto w = packed_weight(weight, gr.groups, /*transposed=*/false);
-  const auto b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+  const auto w = packed_weight_for<T>(weight, gr.groups, /*transposed=*/false, gr.depthwise);
+  const auto b = bias.has_value() && bias->defined() ? bias->to(at::kFloat).contiguous() : at::Tensor();
   auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(full_input.suggest_memory_format()));
-  std::vector<int64_t> b_tap;
-  for (int64_t t = 0; t < s.r * s.s; ++t) b_tap.push_back(t * cg * kBlockLanes);
+  // A narrow input (a stem) gives each tap too short a reduction to keep the tile busy. Without dilation along W,
+  // the taps of a kernel row are contiguous in x_pad and in the packed weight: they run as one tap over S * C.
+  const bool merge_row_taps = gr.groups == 1 && !gr.depthwise && p.dil_w == 1 && s.s > 1 && cg * s.s <= kBlockLanes;
+  const int64_t tap_reduction = merge_row_taps ? s.s * cg : cg;
+  std::vector<int64_t> a_tap, b_tap;
+  if (merge_row_taps) {
+    for (int64_t r = 0; r < s.r; ++r) a_tap.push_back(r * p.dil_h * wp * s.c);
+  } else {
+    a_tap = tap_offsets(s, p, wp);
+  }
+  for (size_t t = 0; t < a_tap.size(); ++t) b_tap.push_back(static_cast<int64_t>(t) * tap_reduction * kBlockLanes);
 
   over_image_steps(s.n, ceil_div(kRowsPerStep, s.ho * s.wo), [&](int64_t first, int64_t count, bool parallel) {
-    const auto x_pad = padded_nhwc(input.narrow(0, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, parallel);
+    const auto x_pad =
+        padded_nhwc<T>(input.narrow(0, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, parallel, channels);
     auto out_step = out.narrow(0, first, count);
     auto out_nhwc = nhwc_buffer_for(out_step);
     Conv2dShape step = s;
     step.n = count;
-    TapProblem pr;
-    pr.a = x_pad.data_ptr<float>();
-    pr.c = out_nhwc.data_ptr<float>();
+    TapProblem<T> pr;
+    pr.a = data<T>(x_pad);
+    pr.c = data<T>(out_nhwc);
     pr.a_off = window_offsets(step, p, hp, wp);
     pr.c_off.resize(pr.a_off.size());
     for (size_t m = 0; m < pr.c_off.size(); ++m) pr.c_off[m] = static_cast<int64_t>(m) * s.k;
-    pr.a_tap = tap_offsets(s, p, wp);
+    pr.a_tap = a_tap;
     pr.b_tap = b_tap;
-    pr.reduction = cg;
-    pr.b = w.data_ptr<float>();
+    pr.reduction = tap_reduction;
+    pr.b = data<T>(w);
     pr.width = kg;
     pr.bias = b.defined() ? b.data_ptr<float>() : nullptr;
     pr.groups = gr.groups;
@@ -348,29 +426,35 @@ at::Tensor direct_conv_forward(const at::Tensor& full_input, const at::Tensor& w
     pr.b_block = s.r * s.s * cg * kBlockLanes;
     pr.depthwise = gr.depthwise;
     run_tap_problem(pr, parallel);
-    store_nhwc(out_nhwc, out_step, parallel);
+    store_nhwc<T>(out_nhwc, out_step, parallel);
   });
   return out;
 }
 
-at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv2dShape& s,
-                                  const Conv2dParams& p, at::MemoryFormat format) {
+template <typename T>
+at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weight, const Conv2dShape& shape,
+                      const Conv2dParams& p, at::MemoryFormat format) {
+  const int64_t channels = reduction_channels<T>(shape.k, grouping_of(shape, p));  // grad_output's, padded
+  const auto weight = zero_padded(full_weight, 0, channels - shape.k);
+  Conv2dShape s = shape;
+  s.k = channels;
   const auto [top, bottom] = grad_output_padding(s.h, s.ho, s.r, p.stride_h, p.pad_h, p.dil_h);
   const auto [left, right] = grad_output_padding(s.w, s.wo, s.s, p.stride_w, p.pad_w, p.dil_w);
   const int64_t hgp = s.ho + top + bottom, wgp = s.wo + left + right;
   const auto gr = grouping_of(s, p);
   // Reduction over a group's output channels, vectors over its input channels (depthwise: no reduction).
   const int64_t reduction = gr.depthwise ? 1 : gr.kg, width = gr.depthwise ? s.c : gr.cg;
-  const auto w = packed_weight(weight, gr.groups, /*transposed=*/!gr.depthwise);
+  const auto w = packed_weight_for<T>(weight, gr.groups, /*transposed=*/!gr.depthwise, gr.depthwise);
   auto dx = at::empty({s.n, s.c, s.h, s.w}, grad_output.options().memory_format(format));
 
   over_image_steps(s.n, ceil_div(kRowsPerStep, s.h * s.w), [&](int64_t first, int64_t count, bool parallel) {
-    const auto go_pad = padded_nhwc(grad_output.narrow(0, first, count), top, bottom, left, right, parallel);
+    const auto go_pad =
+        padded_nhwc<T>(grad_output.narrow(0, first, count), top, bottom, left, right, parallel, channels);
     auto dx_step = dx.narrow(0, first, count);
     auto dx_nhwc = nhwc_buffer_for(dx_step);
     for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
       for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw) {
-        TapProblem pr;
+        TapProblem<T> pr;
         for (int64_t r = 0; r < s.r; ++r) {
           const int64_t num_h = ph + p.pad_h - r * p.dil_h;
           if (((num_h % p.stride_h) + p.stride_h) % p.stride_h != 0) continue;
@@ -390,10 +474,10 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
             }
           }
         }
-        pr.a = go_pad.data_ptr<float>();
-        pr.c = dx_nhwc.data_ptr<float>();
+        pr.a = data<T>(go_pad);
+        pr.c = data<T>(dx_nhwc);
         pr.reduction = reduction;
-        pr.b = w.data_ptr<float>();
+        pr.b = data<T>(w);
         pr.width = width;
         pr.bias = nullptr;
         pr.groups = gr.groups;
@@ -404,13 +488,56 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
         run_tap_problem(pr, parallel);
       }
     }
-    store_nhwc(dx_nhwc, dx_step, parallel);
+    store_nhwc<T>(dx_nhwc, dx_step, parallel);
   });
   return dx;
 }
 
-at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& full_input,
-                                   const Conv2dShape& full_shape, const Conv2dParams& full_params) {
+// One step of images of grad weight as the pixel-sum kernels read them: x_pad [n, Hp, Wp, C], grad_output
+// [n * pixels, K] and the offset of every pixel's window in x_pad. In bfloat16 each element holds the values
+// of two neighbouring pixels of an output row (PixelSumTileOf<uint32_t>): x_pad at w and at w + stride_w,
+// grad_output at 2j and 2j + 1 (zero past the row's end), and the windows are those of the pairs' first pixels.
+struct PixelStep {
+  at::Tensor x, g;
+  std::vector<int64_t> pix_off;
+};
+
+template <typename E>
+constexpr int64_t kPixelsPerElement = std::is_same_v<E, float> ? 1 : 2;
+
+template <typename E>
+PixelStep pixel_step(const at::Tensor& input, const at::Tensor& grad_output, const Conv2dShape& step,
+                     const Conv2dParams& p) {
+  const int64_t hp = step.h + 2 * p.pad_h, wp = step.w + 2 * p.pad_w;
+  auto pix_off = window_offsets(step, p, hp, wp, kPixelsPerElement<E>);
+  if constexpr (std::is_same_v<E, float>) {
+    return {padded_nhwc<float>(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w, false),
+            padded_nhwc<float>(grad_output, 0, 0, 0, 0, false), std::move(pix_off)};
+  } else {
+    const auto x = padded_nhwc<bf16>(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w + p.stride_w, false);
+    const auto go = padded_nhwc<bf16>(grad_output, 0, 0, 0, 0, false);
+    const int64_t c = step.c, k = step.k, pairs = ceil_div(step.wo, 2);
+    auto x_pairs = at::empty({step.n, hp, wp, c}, input.options().dtype(at::kInt));
+    auto g_pairs = at::empty({step.n, step.ho, pairs, k}, input.options().dtype(at::kInt));
+    for (int64_t row = 0; row < step.n * hp; ++row) {
+      const bf16* src = data<bf16>(x) + row * (wp + p.stride_w) * c;
+      kernels::interleave_bf16(src, src + p.stride_w * c, data<uint32_t>(x_pairs) + row * wp * c, wp * c);
+    }
+    for (int64_t row = 0; row < step.n * step.ho; ++row) {
+      for (int64_t j = 0; j < pairs; ++j) {
+        const bf16* first = data<bf16>(go) + (row * step.wo + 2 * j) * k;
+        kernels::interleave_bf16(first, 2 * j + 1 < step.wo ? first + k : nullptr,
+                                 data<uint32_t>(g_pairs) + (row * pairs + j) * k, k);
+      }
+    }
+    return {x_pairs, g_pairs, std::move(pix_off)};
+  }
+}
+
+// E: the kernels' element, float or uint32_t (bfloat16 pairs).
+template <typename E>
+at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_input, const Conv2dShape& full_shape,
+                       const Conv2dParams& full_params) {
   const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
   const auto gr = grouping_of(s, p);
   const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = gr.kg, cg = gr.cg;
@@ -434,8 +561,8 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
   // reads while they are in L2. The partials are then added in slice order.
   constexpr int64_t kChunkPixels = 256;
   const int64_t slices = at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, s.n);
-  auto partial = at::empty({slices, gr.groups, rows, kg}, input.options());
-  const int64_t images_per_step = ceil_div(kChunkPixels, s.ho * s.wo);
+  auto partial = at::empty({slices, gr.groups, rows, kg}, input.options().dtype(at::kFloat));
+  const int64_t images_per_step = ceil_div(kChunkPixels, s.ho * ceil_div(s.wo, kPixelsPerElement<E>));
   at::parallel_for(0, slices, 1, [&](int64_t first_slice, int64_t last_slice) {
     for (int64_t slice = first_slice; slice < last_slice; ++slice) {
       const int64_t image_end = (slice + 1) * s.n / slices;
@@ -443,13 +570,12 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
       bool accumulate = false;
       for (int64_t first = slice * s.n / slices; first < image_end; first += images_per_step) {
         const int64_t count = std::min(images_per_step, image_end - first);
-        const auto x_pad = padded_nhwc(input.narrow(0, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, false);
-        const auto go = padded_nhwc(grad_output.narrow(0, first, count), 0, 0, 0, 0, false);  // [pixels, K]
         Conv2dShape step = s;
         step.n = count;
-        const auto pix_off = window_offsets(step, p, hp, wp);
+        const auto [x_pad, go, pix_off] =
+            pixel_step<E>(input.narrow(0, first, count), grad_output.narrow(0, first, count), step, p);
         const int64_t pixels = static_cast<int64_t>(pix_off.size());
-        kernels::PixelSumTile t{};
+        kernels::PixelSumTileOf<E> t{};
         t.ldg = s.k;
         t.ldw = kg;
         t.depthwise = gr.depthwise;
@@ -463,8 +589,8 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
             const int tile_rows = kernels::rows_per_tile(t.nvec);
             t.rows = static_cast<int>(std::min<int64_t>(tile_rows, rows - row));
             for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row_off[row + std::min(i, t.rows - 1)];
-            t.x = x_pad.data_ptr<float>() + (gr.depthwise ? v0 * kLanes : g * cg);
-            t.g = go.data_ptr<float>() + chunk * s.k + g * kg + v0 * kLanes;
+            t.x = data<E>(x_pad) + (gr.depthwise ? v0 * kLanes : g * cg);
+            t.g = data<E>(go) + chunk * s.k + g * kg + v0 * kLanes;
             t.dw = dw + (g * rows + row) * kg + v0 * kLanes;
             kernels::pixel_sum_tile_avx512(t);
           }
@@ -475,7 +601,40 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
   });
   auto dw = partial[0];
   for (int64_t slice = 1; slice < slices; ++slice) dw.add_(partial[slice]);
-  return unpacked_grad_weight(dw, gr.groups, cg, kg, s.r, s.s);
+  return unpacked_grad_weight(dw, gr.groups, cg, kg, s.r, s.s).to(input.scalar_type());
+}
+
+}  // namespace
+
+DirectPath direct_conv_path(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p) {
+  if (!input.device().is_cpu()) return DirectPath::none;
+  const auto gr = grouping_of(s, p);
+  // Narrow groups (other than depthwise) would leave most vector lanes idle: GEMM handles them.
+  if (!(gr.depthwise || gr.groups == 1 || (gr.kg >= kLanes && gr.cg >= kLanes))) return DirectPath::none;
+  const auto available = available_direct_kernels();
+  if (input.scalar_type() == at::kFloat && available.float32) return DirectPath::avx512_float32;
+  // Channel pairs must not straddle groups (reduction_channels pads only a single group).
+  const bool pairs_fit = gr.depthwise || gr.groups == 1 || (gr.cg % 2 == 0 && gr.kg % 2 == 0);
+  if (input.scalar_type() == at::kBFloat16 && available.bfloat16 && pairs_fit) return DirectPath::avx512_bfloat16;
+  return DirectPath::none;
+}
+
+at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,
+                               const std::optional<at::Tensor>& bias, const Conv2dShape& s, const Conv2dParams& p) {
+  return input.scalar_type() == at::kBFloat16 ? forward<bf16>(input, weight, bias, s, p)
+                                              : forward<float>(input, weight, bias, s, p);
+}
+
+at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv2dShape& s,
+                                  const Conv2dParams& p, at::MemoryFormat format) {
+  return grad_output.scalar_type() == at::kBFloat16 ? grad_input<bf16>(grad_output, weight, s, p, format)
+                                                    : grad_input<float>(grad_output, weight, s, p, format);
+}
+
+at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dShape& s,
+                                   const Conv2dParams& p) {
+  return input.scalar_type() == at::kBFloat16 ? grad_weight<uint32_t>(grad_output, input, s, p)
+                                              : grad_weight<float>(grad_output, input, s, p);
 }
 
 }  // namespace cnnext::cpu

@@ -1,6 +1,7 @@
-// Direct convolution on the CPU (float32, AVX-512): no im2col buffer, channels-last data, a register-blocked
-// micro-kernel (direct_conv_kernels.h). conv2d.cpp uses it where direct_conv_applies() and falls back to
-// im2col + GEMM elsewhere (other dtypes, CPUs without AVX-512, depthwise-like groups).
+// Direct convolution on the CPU (float32 on AVX-512, bfloat16 with float32 sums on AVX-512 BF16): no im2col
+// buffer, channels-last data, a register-blocked micro-kernel (direct_conv_kernels.h). conv2d.cpp uses it where
+// conv2d_path() (kernel_path.h) picks it, and falls back to im2col + GEMM elsewhere (other dtypes, CPUs without these
+// instructions, depthwise-like groups).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -8,7 +9,12 @@
 
 namespace cnnext::cpu {
 
-bool direct_conv_applies(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p);
+enum class DirectPath { none, avx512_float32, avx512_bfloat16 };
+
+// The one place that decides which CPU kernel a Conv2d (and the float32 Conv3d's depth taps) runs on: the
+// dtype, the CPU's instructions, CNNEXT_CPU_KERNEL ("gemm": never direct; "avx512": no BF16 instructions)
+// and the grouping. none: im2col + GEMM.
+DirectPath direct_conv_path(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p);
 
 // The output comes in input's suggested memory format, grad_input in `format`.
 at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,

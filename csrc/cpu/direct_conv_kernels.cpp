@@ -4,6 +4,8 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+
 #define CNNEXT_AVX512 __attribute__((target("avx512f,avx512vl,fma")))
 
 namespace cnnext::cpu::kernels {
@@ -136,18 +138,61 @@ CNNEXT_AVX512 inline void transpose_8x8(const float* src, int64_t ld_src, float*
   }
 }
 
-}  // namespace
+// The 16-bit 8x8 transpose: interleave pairs of rows at 16, 32 and 64 bits.
+CNNEXT_AVX512 inline void transpose_8x8(const bf16* src, int64_t ld_src, bf16* dst, int64_t ld_dst) {
+  __m128i r[8], a[8], b[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i * ld_src));
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    a[i] = _mm_unpacklo_epi16(r[2 * i], r[2 * i + 1]);      // columns 0-3 of rows 2i, 2i+1
+    a[i + 4] = _mm_unpackhi_epi16(r[2 * i], r[2 * i + 1]);  // columns 4-7
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {  // columns 0-3 (h = 0) and 4-7 (h = 1)
+    b[4 * h + 0] = _mm_unpacklo_epi32(a[4 * h + 0], a[4 * h + 1]);  // columns 4h, 4h+1 of rows 0-3
+    b[4 * h + 1] = _mm_unpackhi_epi32(a[4 * h + 0], a[4 * h + 1]);  // columns 4h+2, 4h+3 of rows 0-3
+    b[4 * h + 2] = _mm_unpacklo_epi32(a[4 * h + 2], a[4 * h + 3]);  // the same of rows 4-7
+    b[4 * h + 3] = _mm_unpackhi_epi32(a[4 * h + 2], a[4 * h + 3]);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 2
+    for (int q = 0; q < 2; ++q) {
+      auto* out = dst + (4 * h + 2 * q) * ld_dst;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_unpacklo_epi64(b[4 * h + q], b[4 * h + q + 2]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + ld_dst), _mm_unpackhi_epi64(b[4 * h + q], b[4 * h + q + 2]));
+    }
+  }
+}
 
-CNNEXT_AVX512 void transpose_avx512(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows,
-                                    int64_t cols) {
+// Blocks go through the source rows a destination cache line at a time: with a long destination stride,
+// lines written 8 values at a time would leave the L1 cache (its sets alias) before they are complete.
+template <typename T>
+CNNEXT_AVX512 void transpose(const T* src, int64_t ld_src, T* dst, int64_t ld_dst, int64_t rows, int64_t cols) {
+  constexpr int64_t kLineRows = 64 / sizeof(T);
   const int64_t rows8 = rows / 8 * 8, cols8 = cols / 8 * 8;
-  for (int64_t i = 0; i < rows8; i += 8) {
-    for (int64_t j = 0; j < cols8; j += 8) transpose_8x8(src + i * ld_src + j, ld_src, dst + j * ld_dst + i, ld_dst);
-    for (int64_t ii = i; ii < i + 8; ++ii)
+  for (int64_t i0 = 0; i0 < rows8; i0 += kLineRows) {
+    const int64_t i_end = std::min(rows8, i0 + kLineRows);
+    for (int64_t j = 0; j < cols8; j += 8)
+      for (int64_t i = i0; i < i_end; i += 8) transpose_8x8(src + i * ld_src + j, ld_src, dst + j * ld_dst + i, ld_dst);
+    for (int64_t ii = i0; ii < i_end; ++ii)
       for (int64_t j = cols8; j < cols; ++j) dst[j * ld_dst + ii] = src[ii * ld_src + j];
   }
   for (int64_t i = rows8; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+}
+
+}  // namespace
+
+CNNEXT_AVX512 void transpose_avx512(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows,
+                                    int64_t cols) {
+  transpose(src, ld_src, dst, ld_dst, rows, cols);
+}
+
+CNNEXT_AVX512 void transpose_avx512(const bf16* src, int64_t ld_src, bf16* dst, int64_t ld_dst, int64_t rows,
+                                    int64_t cols) {
+  transpose(src, ld_src, dst, ld_dst, rows, cols);
 }
 
 template <bool Depthwise>

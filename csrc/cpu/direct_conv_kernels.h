@@ -1,4 +1,5 @@
-// Register-blocked SIMD micro-kernels of the direct convolution (float32, AVX-512).
+// Register-blocked SIMD micro-kernels of the direct convolution (float32 on AVX-512, bfloat16 on AVX-512 BF16
+// in direct_conv_kernels_bf16.cpp).
 //
 // Both kernels keep a tile of `rows` x (16 * nvec) floats in zmm registers and stream the reduction
 // through it, one broadcast scalar times nvec weight/gradient vectors per step (Zhang, Franchetti, Low,
@@ -11,7 +12,8 @@
 
 namespace cnnext::cpu::kernels {
 
-constexpr int kLanes = 16;       // floats per zmm register
+using bf16 = uint16_t;           // the bits of a bfloat16
+constexpr int kLanes = 16;       // float32 accumulators per zmm register
 constexpr int kMaxVectors = 4;   // at most 64 output channels per tile
 constexpr int kMaxRows = 12;     // rows per tile for 1 or 2 vectors
 
@@ -22,30 +24,37 @@ constexpr int rows_per_tile(int nvec) { return nvec >= 4 ? 6 : nvec == 3 ? 8 : 1
 //     a_rows[i][a_tap[t] + j] * b[b_tap[t] + j * ldb + v*16 + l]
 // init is the tile's current value when accumulate is set, else bias[v*16 + l] (bias may be null: 0).
 // Only the first `rows` rows and, in the last vector, the lanes of `last_mask` are stored; b must hold
-// whole vectors (padded with zeros).
-struct TapTile {
-  const float* a_rows[kMaxRows];
-  float* c_rows[kMaxRows];
+// whole vectors (padded with zeros). Sums are float32 whatever T is.
+// bfloat16 (T = bf16) takes the reduction in pairs (vdpbf16ps): `reduction` is even, a pair (j, j+1) of a row
+// is read as one 32-bit value, and b is packed as pairs: b[b_tap[t] + (j/2) * 2*ldb + (v*16 + l) * 2 + j%2].
+template <typename T>
+struct TapTileOf {
+  const T* a_rows[kMaxRows];
+  T* c_rows[kMaxRows];
   int rows, nvec;
   uint16_t last_mask;
   const int64_t* a_tap;
   const int64_t* b_tap;
   int64_t taps, reduction;
-  const float* b;
+  const T* b;
   int64_t ldb;
   const float* bias;
   bool accumulate;
-  bool depthwise;  // a is read as vectors too: a_rows[i][a_tap[t] + v*16 + l] * b[b_tap[t] + v*16 + l]
+  bool depthwise;  // a is read as vectors too: a_rows[i][a_tap[t] + v*16 + l] * b[b_tap[t] + v*16 + l] (no pairs)
 };
+using TapTile = TapTileOf<float>;
 
 // dw[i * ldw + v*16 + l] (+)= sum over pixels p of x[pix_off[p] + row_off[i]] * g[p * ldg + v*16 + l]
 // Adds to dw when accumulate is true, overwrites it otherwise; only `rows` rows and last_mask lanes.
-struct PixelSumTile {
-  const float* x;
+// dw is float32. For bfloat16, T = uint32_t: every x and g element is a pair of bfloat16 values of two
+// pixels (low half the first), and `pixels` counts pairs.
+template <typename T>
+struct PixelSumTileOf {
+  const T* x;
   const int64_t* pix_off;
   int64_t row_off[kMaxRows];
   int64_t pixels;
-  const float* g;
+  const T* g;
   int64_t ldg;
   float* dw;
   int64_t ldw;
@@ -54,12 +63,22 @@ struct PixelSumTile {
   bool accumulate;
   bool depthwise;  // x is read as vectors too: x[pix_off[p] + row_off[i] + v*16 + l] * g[...]
 };
+using PixelSumTile = PixelSumTileOf<float>;
 
 // dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (8x8 register transposes).
 void transpose_avx512(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t cols);
+void transpose_avx512(const bf16* src, int64_t ld_src, bf16* dst, int64_t ld_dst, int64_t rows, int64_t cols);
 
 bool cpu_has_avx512();
 void tap_tile_avx512(const TapTile& t);
 void pixel_sum_tile_avx512(const PixelSumTile& t);
+
+// AVX-512 BF16 (vdpbf16ps), direct_conv_kernels_bf16.cpp.
+bool cpu_has_avx512_bf16();
+void tap_tile_avx512(const TapTileOf<bf16>& t);
+void pixel_sum_tile_avx512(const PixelSumTileOf<uint32_t>& t);
+// out[i] = lo[i] | hi[i] << 16 (hi null: zeros): the bfloat16 pairs of TapTileOf<bf16>'s b and of
+// PixelSumTileOf<uint32_t>.
+void interleave_bf16(const bf16* lo, const bf16* hi, uint32_t* out, int64_t count);
 
 }  // namespace cnnext::cpu::kernels

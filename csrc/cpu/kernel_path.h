@@ -8,13 +8,15 @@
 namespace cnnext::cpu {
 
 enum class ConvPath {
-  kDirectAvx512,  // direct convolution, float32, AVX-512 (direct_conv.cpp)
-  kIm2colGemm,    // im2col (vol2col) + one GEMM per group (column_gemm.h): every other case
+  kDirectAvx512,      // direct convolution, float32, AVX-512 (direct_conv.cpp)
+  kDirectAvx512Bf16,  // the same in bfloat16 with float32 sums, AVX-512 BF16 (direct_conv_kernels_bf16.cpp)
+  kIm2colGemm,        // im2col (vol2col) + one GEMM per group (column_gemm.h): every other case
 };
 
 inline const char* conv_path_name(ConvPath path) {
   switch (path) {
     case ConvPath::kDirectAvx512: return "direct AVX-512";
+    case ConvPath::kDirectAvx512Bf16: return "direct AVX-512 BF16";
     case ConvPath::kIm2colGemm: return "im2col + GEMM";
   }
   return "unknown";
