@@ -1,0 +1,75 @@
+"""`run.py lecture`: every demo of cnnext.lecture, its figure and numbers, into one handout (report.md).
+
+Not a Context experiment: no dataset and no training loop of the lab, so it parses and runs itself."""
+import datetime
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cnnext import lecture
+from cnnext.report import Report, write_json
+
+NAME = "lecture"
+TITLE = "The CNN lecture, runnable: each idea as a demo with a figure and its numbers"
+
+
+def add_parser(commands):
+    parser = commands.add_parser(NAME, help=TITLE, description=TITLE + ". Demos: " + ", ".join(lecture.DEMOS))
+    parser.add_argument("--out", metavar="DIR", help="output folder (default runs/lecture/)")
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds; CI)")
+    parser.add_argument("--only", action="append", choices=list(lecture.DEMOS), metavar="DEMO",
+                        help="run only this demo (repeatable); one of " + ", ".join(lecture.DEMOS))
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads")
+    return parser
+
+
+def plain(value):
+    """JSON-ready: small tensors and arrays as lists, large ones as their shape only."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.tolist() if value.size == 0 or np.prod(value.shape) <= 64 else {"shape": list(value.shape)}
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+def machine():
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+            "load_average": [round(v, 2) for v in os.getloadavg()],
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def main(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out or f"runs/{NAME}")
+    out.mkdir(parents=True, exist_ok=True)
+    demos = [demo for demo in lecture.DEMOS.values() if not args.only or demo.name in args.only]
+    environment = machine()
+    report = Report("The CNN lecture, runnable")
+    report.paragraph(f"Every number below was computed by `python experiments/run.py lecture"
+                     f"{' --quick' if args.quick else ''}` on {environment['date']}: torch {environment['torch']}, "
+                     f"{environment['cores']} cores, {environment['threads']} threads, load average at the start "
+                     f"{environment['load_average']} (other jobs shared the machine). Convolutions and pooling run on "
+                     "cnnext's ops; the code of each demo is in `cnnext/lecture/`, its test in `tests/test_lecture.py`.")
+    if args.quick:
+        report.paragraph("> **Quick run** (`--quick`): reduced sizes and repeats; the timings mean little.")
+    metrics = {"quick": args.quick, "environment": environment, "demos": {}}
+    for demo in tqdm(demos, desc="lecture", unit="demo"):
+        started = time.perf_counter()
+        result = demo.compute(quick=args.quick)
+        figure = demo.plot(result, out / f"{demo.item:02d}-{demo.name}.png")
+        report.heading(f"{demo.item}. {demo.title}")
+        demo.handout(result, report, figure)
+        metrics["demos"][demo.name] = {"seconds": time.perf_counter() - started, "result": plain(result)}
+    report.write(out / "report.md")
+    write_json(out / "metrics.json", metrics)
+    print(f"lecture: {len(demos)} demos, report in {out / 'report.md'}")
+    return metrics
