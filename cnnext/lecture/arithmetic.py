@@ -6,7 +6,7 @@ from torch import nn
 from ..functional import conv2d
 from ..nn import Conv2d
 from ..timing import time_interleaved
-from .figures import plt, save
+from .figures import duration, plt, save
 
 # The lecture's rates, in its unit: one multiply-add counts as one operation.
 LECTURE_RATES = {"CPU (lecture: 0.15 T/s)": 0.15e12, "GPU (lecture: 12 T/s)": 12e12}
@@ -36,7 +36,8 @@ def arithmetic_numbers(quick=False):
     timed_macs = conv_multiply_adds(c, c, k, timed_side, timed_side)
     measured_rate = timed_macs / (ms / 1e3)
     total_macs = macs * 10 * 1_000_000  # 10 layers, 1M examples, forward only
-    rates = {**LECTURE_RATES, f"this machine, cnnext ({torch.get_num_threads()} threads)": measured_rate}
+    threads = torch.get_num_threads()
+    rates = {**LECTURE_RATES, f"this machine, cnnext\n({threads} thread{'s' if threads > 1 else ''})": measured_rate}
     return {
         "pixels": pixels, "hidden": hidden, "dense_parameters": parameter_count(dense),
         "dense_weights": pixels * hidden, "dense_gigabytes": parameter_count(dense) * 4 / 1e9,
@@ -63,9 +64,9 @@ def plot_arithmetic(result, path):
     hours = result["hours"]
     bars = time_axis.barh(list(hours), list(hours.values()), color=["C1", "C2", "C4"])
     time_axis.set_xscale("log")
-    time_axis.bar_label(bars, [f"{h:,.2f} h" if h < 100 else f"{h:,.0f} h" for h in hours.values()], padding=3)
+    time_axis.bar_label(bars, [duration(3600 * h) for h in hours.values()], padding=3)
     time_axis.set(xlabel="hours (log scale)", xlim=(min(hours.values()) / 3, max(hours.values()) * 30),
-                  title="10 layers x 1M images of the 1 G multiply-add layer (forward)")
+                  title="10 layers x 1M images, forward (10¹⁶ multiply-adds)")
     for axis in (parameter_axis, time_axis):
         axis.grid(alpha=0.3, which="both")
     return save(figure, path)
@@ -87,7 +88,7 @@ def arithmetic_handout(result, report, figure):
         [f"conv c_i = c_o = {layer['c_in']}, {layer['kernel']}x{layer['kernel']}, output "
          f"{layer['out_side']}x{layer['out_side']}: multiply-adds per image", f"{result['multiply_adds']:,} (≈ 1 G)"],
         ["10 layers x 1,000,000 images, forward", f"{result['total_multiply_adds']:.3g} multiply-adds (≈ 10 P)"],
-        *[[f"time at {name}", f"{hours:,.2f} h"] for name, hours in result["hours"].items()],
+        *[[f"time at {name}".replace("\n", " "), duration(3600 * hours)] for name, hours in result["hours"].items()],
     ])
     report.paragraph(f"The lecture counts a multiply-add as one operation; in FLOPs (multiply and add counted "
                      f"separately) the layer is {2 * result['multiply_adds'] / 1e9:.2f} GFLOP. This machine's rate: "

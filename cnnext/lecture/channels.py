@@ -21,10 +21,10 @@ def channel_numbers(quick=False, seed=0):
     multi_out = conv2d(x[None], stacked)[0]
     one_by_one_each = torch.stack([conv2d(x[None], k[None])[0, 0] for k in stacked])
     generator = torch.Generator().manual_seed(seed)
-    pixels = torch.randn(1, 3, 3, 3, generator=generator)
-    pointwise = torch.randn(2, 3, 1, 1, generator=generator)
+    pixels = torch.randint(-3, 4, (1, 3, 2, 2), generator=generator).float()  # small integers: readable
+    pointwise = torch.randint(-2, 3, (2, 3, 1, 1), generator=generator).float()
     conv = conv2d(pixels, pointwise)[0]
-    matmul = (pointwise.view(2, 3) @ pixels.view(3, 9)).view(2, 3, 3)
+    matmul = (pointwise.view(2, 3) @ pixels.view(3, 4)).view(2, 2, 2)
     return {"x": x, "kernel": kernel, "per_channel": per_channel, "summed": summed,
             "stacked_shape": list(stacked.shape), "multi_out": multi_out,
             "multi_out_vs_separate": float((multi_out - one_by_one_each).abs().max()),
@@ -33,8 +33,8 @@ def channel_numbers(quick=False, seed=0):
 
 
 def plot_channels(result, path):
-    figure = plt.figure(figsize=(13, 6.2))
-    top = figure.subfigures(2, 1, height_ratios=[1, 1.05])
+    figure = plt.figure(figsize=(13, 6.4), layout="constrained")
+    top = figure.subfigures(2, 1, height_ratios=[1, 0.9])
     axes = top[0].subplots(1, 5)
     show_matrix(axes[0], result["x"][0], "X, channel 0", cmap="Blues")
     show_matrix(axes[1], result["kernel"][0], "K, channel 0", cmap="Oranges")
@@ -43,12 +43,14 @@ def plot_channels(result, path):
     show_matrix(axes[4], result["summed"], f"{result['per_channel'][0].int().tolist()}\n+ "
                 f"{result['per_channel'][1].int().tolist()} =", cmap="Greens")
     top[0].suptitle("Two input channels: cross-correlate each with its own kernel slice, then add", fontsize="medium")
-    axes = top[1].subplots(1, 5)
-    show_matrix(axes[0], result["pointwise_input"].reshape(3, 9), "X: 3 channels x 9 pixels", fmt="{:.1f}")
-    show_matrix(axes[1], result["pointwise_weight"], "1x1 kernel as a 2x3 matrix W", fmt="{:.1f}")
-    show_matrix(axes[2], result["pointwise_conv"].reshape(2, 9), "1x1 conv (cnnext), 2 x 9", fmt="{:.1f}")
-    show_matrix(axes[3], result["pointwise_matmul"].reshape(2, 9), "W @ X, 2 x 9", fmt="{:.1f}")
-    show_matrix(axes[4], result["multi_out"][2], "3 output channels:\nchannel 2 (kernel K + 2)", cmap="Greens")
+    axes = top[1].subplots(1, 4, width_ratios=[4, 3, 4, 4])
+    show_matrix(axes[0], result["pointwise_input"].reshape(3, 4), "X: 3 channels x 4 pixels (2x2)")
+    show_matrix(axes[1], result["pointwise_weight"], "1x1 kernel [2, 3, 1, 1]\nas a 2x3 matrix W")
+    show_matrix(axes[2], result["pointwise_conv"].reshape(2, 4), "1x1 conv (cnnext): 2 x 4")
+    show_matrix(axes[3], result["pointwise_matmul"].reshape(2, 4), "W @ X: 2 x 4")
+    for axis in axes:
+        axis.set_xlabel("pixel" if axis is not axes[1] else "input channel", fontsize="small")
+        axis.set_ylabel("channel" if axis is not axes[1] else "output channel", fontsize="small")
     top[1].suptitle("1x1 convolution = the same fully connected layer at every pixel (rows: channels, columns: "
                     "pixels)", fontsize="medium")
     figure.savefig(path, dpi=110)

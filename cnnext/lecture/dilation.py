@@ -1,5 +1,7 @@
 """Item 9: dilated convolution and gridding: which input pixels one output of a stack of dilated 3x3 layers
 sees (cnnext.receptive_field.path_counts), beside the HDC rule's M_i (cnnext.hdc_check)."""
+import numpy as np
+
 from ..models.dilated import hdc_check
 from ..receptive_field import path_counts, receptive_field_size
 from .figures import plt, save
@@ -24,10 +26,8 @@ def plot_dilation(result, path):
     figure, axes = plt.subplots(1, len(rows), figsize=(4.3 * len(rows), 4.8))
     for axis, row in zip(axes, rows):
         counts = row["counts"].numpy()
-        image = axis.imshow(counts, cmap="viridis", vmin=0)
-        holes = row["counts"] == 0
-        ys, xs = holes.nonzero(as_tuple=True)
-        axis.scatter(xs, ys, marker="s", s=max(2, 900 / row["size"] ** 2 * 4), color="red", linewidths=0)
+        colours = plt.get_cmap("viridis").with_extremes(bad="red")
+        image = axis.imshow(np.ma.masked_equal(counts, 0), cmap=colours, vmin=1)  # holes drawn red
         verdict = "HDC: yes" if row["hdc"] else "HDC: no"
         axis.set_title(f"rates {row['rates']}: {row['size']}x{row['size']}\nM = {row['M']}, {verdict}\n"
                        f"{row['holes']} holes (red), {100 * row['coverage']:.0f} % seen", fontsize="medium")

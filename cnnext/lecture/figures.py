@@ -1,7 +1,7 @@
 """Drawing helpers shared by the lecture's figures: small matrices with their numbers written in the cells."""
 from ..report import plt  # the project's matplotlib, on the Agg backend
 
-__all__ = ["plt", "show_matrix", "save"]
+__all__ = ["plt", "show_matrix", "save", "duration"]
 
 
 def show_matrix(axis, values, title, cmap="RdBu_r", limit=None, fmt="{:g}", highlight=None):
@@ -33,3 +33,12 @@ def save(figure, path):
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def duration(seconds):
+    """Seconds as a readable duration: 0.25 s, 42 s, 3.5 min, 5.4 h."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.0f} s"

@@ -19,7 +19,7 @@ def output_size(size, kernel, padding=0, stride=1, dilation=1):
 
 def size_numbers(quick=False):
     """The formula against cnnext.conv2d's output shape for every setting in a grid; the 224 -> 4 example."""
-    sizes, kernels = (7, 8, 28) if quick else (5, 7, 8, 28, 32, 33), (1, 3, 5)
+    sizes, kernels = (7, 8, 28) if quick else range(3, 34), (1, 3, 5)
     rows = []
     for size, kernel, padding, stride, dilation in itertools.product(sizes, kernels, (0, 1, 2), (1, 2, 3), (1, 2)):
         if effective_kernel(kernel, dilation) > size + 2 * padding:
@@ -44,8 +44,9 @@ def plot_sizes(result, path):
     styles = {(0, 1): "C0", (1, 1): "C1", (2, 1): "C2", (0, 2): "C3", (1, 2): "C4", (2, 2): "C5"}
     for (padding, stride), colour in styles.items():
         chosen = [r for r in rows if r["k"] == 3 and r["d"] == 1 and r["P"] == padding and r["S"] == stride]
-        grid_axis.plot([r["I"] for r in chosen], [r["formula"] for r in chosen], "-", color=colour, linewidth=1,
-                       label=f"P = {padding}, S = {stride}")
+        inputs = range(3, max(r["I"] for r in chosen) + 1)
+        grid_axis.step(inputs, [output_size(i, 3, padding, stride) for i in inputs], where="mid", color=colour,
+                       linewidth=1, label=f"P = {padding}, S = {stride}")
         grid_axis.plot([r["I"] for r in chosen], [r["cnnext"] for r in chosen], "o", color=colour, markersize=4)
     grid_axis.set(xlabel="input size I", ylabel="output size O", title="3x3 kernel: formula (lines) and "
                   "cnnext.conv2d (dots)")
@@ -56,6 +57,7 @@ def plot_sizes(result, path):
                           (len(sides) - 1, f"{len(sides) - 1} layers: {sides[-1]}x{sides[-1]}")):
         shrink_axis.annotate(label, (layers, sides[layers]), xytext=(layers - 30, sides[layers] + 50),
                              arrowprops={"arrowstyle": "->"})
+        shrink_axis.plot(layers, sides[layers], "o", color="C3")
     shrink_axis.set(xlabel="unpadded 5x5 layers", ylabel="side of the feature map",
                     title="224x224 through unpadded 5x5 layers: 4 pixels lost per layer")
     for axis in (grid_axis, shrink_axis):
@@ -71,7 +73,7 @@ def sizes_handout(result, report, figure):
     report.figure(figure, "Output size against input size for a 3x3 kernel (left); "
                           "the lecture's 224x224 example (right)")
     report.paragraph(f"The formula agrees with `cnnext.conv2d`'s output shape in {len(rows) - result['mismatches']} "
-                     f"of {len(rows)} settings (I, k ∈ {{1, 3, 5}}, P ∈ {{0, 1, 2}}, S ∈ {{1, 2, 3}}, d ∈ {{1, 2}}). "
+                     f"of {len(rows)} settings (I from {rows[0]['I']} to {rows[-1]['I']}, k ∈ {{1, 3, 5}}, P ∈ {{0, 1, 2}}, S ∈ {{1, 2, 3}}, d ∈ {{1, 2}}). "
                      f"A 224x224 input needs **{result['layers_to_4']}** unpadded 5x5 layers to shrink to 4x4 "
                      f"(224 - 4·{result['layers_to_4']} = 4); after 44 layers it is still {result['side_after_44_layers']}x"
                      f"{result['side_after_44_layers']} (the issue's figure of 44 does not match the formula). "

@@ -62,13 +62,13 @@ def plot_kernels(result, path):
     for name, out in result["outputs"].items():
         if name == "Sobel x":
             continue
-        limit = None if name != "edges (Laplacian)" else 0.5
+        limit = float(out.abs().quantile(0.99)) if name == "edges (Laplacian)" else None
         panels.append((name, out, "gray", limit))
     sobel = result["outputs"]["Sobel x"]
-    limit = float(sobel.abs().quantile(0.995))
+    limit = float(sobel.abs().quantile(0.98))
     panels += [("Sobel x, cross-correlation\n(red: dark → bright going right)", sobel, "RdBu_r", limit),
                ("Sobel x, convolution (kernel flipped)\nevery sign reversed", result["convolution"], "RdBu_r", limit)]
-    figure, axes = plt.subplots(2, 3, figsize=(12, 6.4))
+    figure, axes = plt.subplots(2, 3, figsize=(12, 7.2))
     for axis, (title, image, cmap, limit) in zip(axes.flat, panels):
         image = image[0, 0].numpy()
         if cmap == "RdBu_r":

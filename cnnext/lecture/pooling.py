@@ -3,7 +3,7 @@ import torch
 
 from ..functional import avg_pool2d, conv2d, max_pool2d
 from .cross_correlation import edge_image
-from .figures import plt, save, show_matrix
+from .figures import plt, show_matrix
 
 
 def edge_map(image):
@@ -31,20 +31,24 @@ def pooling_numbers(quick=False):
 
 
 def plot_pooling(result, path):
-    figure, axes = plt.subplots(2, 4, figsize=(13, 5.6), gridspec_kw={"width_ratios": [3, 2, 2, 1]})
-    show_matrix(axes[0][0], result["x"], "X", cmap="Blues", highlight=(0, 0, 2, 2))
-    show_matrix(axes[0][1], result["max"], "2x2 max pooling", cmap="Greens", highlight=(0, 0, 1, 1))
-    show_matrix(axes[0][2], result["avg"], "2x2 average pooling", cmap="Greens", highlight=(0, 0, 1, 1))
-    axes[0][3].axis("off")
-    show_matrix(axes[1][0], result["edges"], "edge map Y (+1 at col 1)", limit=1)
-    show_matrix(axes[1][1], result["edges_shifted"], "band shifted 1 px right:\nY moves to col 2", limit=1)
-    show_matrix(axes[1][2], result["pooled"], "max pool of Y: cols 0-1", limit=1, highlight=(0, 1, 5, 1))
-    show_matrix(axes[1][3], result["pooled_shifted"], "max pool of\nshifted: cols 1-2", limit=1,
+    figure = plt.figure(figsize=(13, 6.4), layout="constrained")
+    top, bottom = figure.subfigures(2, 1, height_ratios=[0.8, 1])
+    axes = top.subplots(1, 3)
+    show_matrix(axes[0], result["x"], "X", cmap="Blues", highlight=(0, 0, 2, 2))
+    show_matrix(axes[1], result["max"], "2x2 max pooling, stride 1", cmap="Greens", highlight=(0, 0, 1, 1))
+    show_matrix(axes[2], result["avg"], "2x2 average pooling, stride 1", cmap="Greens", highlight=(0, 0, 1, 1))
+    top.suptitle("The lecture's 3x3 example: max 4 and mean 2 of the orange window", fontsize="medium")
+    axes = bottom.subplots(1, 4)
+    show_matrix(axes[0], result["edges"], "edge map Y: +1 at column 1", limit=1)
+    show_matrix(axes[1], result["edges_shifted"], "band 1 px right: +1 at column 2", limit=1)
+    show_matrix(axes[2], result["pooled"], "max pool of Y: columns 0-1", limit=1, highlight=(0, 1, 5, 1))
+    show_matrix(axes[3], result["pooled_shifted"], "max pool after shift: columns 1-2", limit=1,
                 highlight=(0, 1, 5, 1))
-    axes[1][3].set_xticks(range(result["pooled_shifted"].shape[1]))
-    figure.suptitle("Pooling (stride 1) on the lecture's 3x3 example (top) and on the edge map (bottom): after a "
-                    "1-pixel shift max pooling still fires at column 1 (orange)", fontsize="medium")
-    return save(figure, path)
+    bottom.suptitle("A 1-pixel shift moves the edge map; after 2x2 max pooling column 1 fires in both (orange)",
+                    fontsize="medium")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def pooling_handout(result, report, figure):

@@ -21,7 +21,7 @@ from ..data.images import split_last
 from ..functional import conv2d
 from ..models.cnn import PlainCNN
 from ..timing import time_interleaved
-from .figures import plt, save
+from .figures import duration, plt, save
 
 LAB_CLASS_SIZES = {"car": 779, "bus": 218, "truck": 360}  # the lab's vehicle images, 20 % of each class held out
 
@@ -168,14 +168,6 @@ def ladder_numbers(quick=False):
             "direct_available": direct, "rungs": ordered, "network": network,
             "gemm_vs_onednn_in_subprocess": gemm["PyTorch oneDNN"]["ms"] / gemm["cnnext im2col + GEMM"]["ms"],
             "total_factor": ordered["PyTorch oneDNN"]["gflops"] / ordered["Python loops"]["gflops"]}
-
-
-def duration(seconds):
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
 def plot_ladder(result, path):
