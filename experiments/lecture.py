@@ -24,7 +24,8 @@ def add_parser(commands):
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (seconds; CI)")
     parser.add_argument("--only", action="append", choices=list(lecture.DEMOS), metavar="DEMO",
                         help="run only this demo (repeatable); one of " + ", ".join(lecture.DEMOS))
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, help="threads of the demos that time something (default: torch's); "
+                        "the others run on one")
     return parser
 
 
@@ -53,22 +54,27 @@ def main(args):
     out.mkdir(parents=True, exist_ok=True)
     demos = [demo for demo in lecture.DEMOS.values() if not args.only or demo.name in args.only]
     environment = machine()
+    timed = ", ".join(str(demo.item) for demo in demos if demo.timed) or "none here"
     report = Report("The CNN lecture, runnable")
     report.paragraph(f"Every number below was computed by `python experiments/run.py lecture"
                      f"{' --quick' if args.quick else ''}` on {environment['date']}: torch {environment['torch']}, "
-                     f"{environment['cores']} cores, {environment['threads']} threads, load average at the start "
+                     f"{environment['cores']} cores, {environment['threads']} threads for the timed demos ({timed}) and "
+                     f"one for the rest, load average at the start "
                      f"{environment['load_average']} (other jobs shared the machine). Convolutions and pooling run on "
                      "cnnext's ops; the code of each demo is in `cnnext/lecture/`, its test in `tests/test_lecture.py`.")
     if args.quick:
         report.paragraph("> **Quick run** (`--quick`): reduced sizes and repeats; the timings mean little.")
     metrics = {"quick": args.quick, "environment": environment, "demos": {}}
+    threads = torch.get_num_threads()
     for demo in tqdm(demos, desc="lecture", unit="demo"):
+        torch.set_num_threads(threads if demo.timed else 1)  # tiny tensors: thread start-up would dominate
         started = time.perf_counter()
         result = demo.compute(quick=args.quick)
         figure = demo.plot(result, out / f"{demo.item:02d}-{demo.name}.png")
         report.heading(f"{demo.item}. {demo.title}")
         demo.handout(result, report, figure)
         metrics["demos"][demo.name] = {"seconds": time.perf_counter() - started, "result": plain(result)}
+    torch.set_num_threads(threads)
     report.write(out / "report.md")
     write_json(out / "metrics.json", metrics)
     print(f"lecture: {len(demos)} demos, report in {out / 'report.md'}")

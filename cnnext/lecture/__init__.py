@@ -21,6 +21,7 @@ class Demo:
     compute: Callable  # compute(quick=False) -> dict of numbers
     plot: Callable  # plot(result, path) -> path of the PNG
     handout: Callable  # handout(result, report, figure_path): text, figure and numbers into a cnnext.report.Report
+    timed: bool = False  # measures speed: runs on every thread; the rest are tiny and run fastest on one
 
 
 DEMOS = {demo.name: demo for demo in [
@@ -45,9 +46,9 @@ DEMOS = {demo.name: demo for demo in [
     Demo(10, "conv1d-conv3d", "Conv1d on a time series, Conv3d on a clip", conv1d_3d.series_numbers,
          conv1d_3d.plot_series, conv1d_3d.series_handout),
     Demo(11, "dense-arithmetic", "Parameters and FLOPs: dense against convolution", arithmetic.arithmetic_numbers,
-         arithmetic.plot_arithmetic, arithmetic.arithmetic_handout),
+         arithmetic.plot_arithmetic, arithmetic.arithmetic_handout, timed=True),
     Demo(12, "speed-ladder", "The speed ladder: from Python loops to oneDNN", speed_ladder.ladder_numbers,
-         speed_ladder.plot_ladder, speed_ladder.ladder_handout),
+         speed_ladder.plot_ladder, speed_ladder.ladder_handout, timed=True),
 ]}
 
 __all__ = ["Demo", "DEMOS"]

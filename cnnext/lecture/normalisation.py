@@ -155,15 +155,11 @@ VARIANTS = {"plain": (False, False), "batch norm": (True, False), "dropout 0.5":
 def normalisation_numbers(quick=False, seed=0):
     data = digits(quick)
     epochs = 2 if quick else 15
-    runs, threads = {}, torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small runs fastest on one thread
-    try:
-        for name, (batchnorm, dropout) in VARIANTS.items():
-            started = time.perf_counter()
-            runs[name] = {"history": train_variant(batchnorm, dropout, data, epochs, seed=seed),
-                          "seconds": time.perf_counter() - started}
-    finally:
-        torch.set_num_threads(threads)
+    runs = {}
+    for name, (batchnorm, dropout) in VARIANTS.items():
+        started = time.perf_counter()
+        runs[name] = {"history": train_variant(batchnorm, dropout, data, epochs, seed=seed),
+                      "seconds": time.perf_counter() - started}
     return {"batchnorm": compare_batchnorm(seed=seed), "dropout": compare_dropout(seed=seed), "runs": runs,
             "epochs": epochs, "train_size": len(data[0][0]), "test_size": len(data[1][0]), "seed": seed}
 
