@@ -3,7 +3,6 @@
 Not a Context experiment: no dataset and no training loop of the lab, so it parses and runs itself."""
 import datetime
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from tqdm import tqdm
 
 from cnnext import lecture
 from cnnext.report import Report, write_json
+from cnnext.train import environment
 
 NAME = "lecture"
 TITLE = "The CNN lecture, runnable: each idea as a demo with a figure and its numbers"
@@ -41,8 +41,7 @@ def plain(value):
 
 
 def machine():
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+    return {**environment("cnnext", "cpu"), "cores": os.cpu_count(),
             "load_average": [round(v, 2) for v in os.getloadavg()],
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
@@ -53,18 +52,19 @@ def main(args):
     out = Path(args.out or f"runs/{NAME}")
     out.mkdir(parents=True, exist_ok=True)
     demos = [demo for demo in lecture.DEMOS.values() if not args.only or demo.name in args.only]
-    environment = machine()
+    env = machine()
     timed = ", ".join(str(demo.item) for demo in demos if demo.timed) or "none here"
+    command = " ".join(["python experiments/run.py lecture", *(["--quick"] if args.quick else []),
+                        *([f"--threads {args.threads}"] if args.threads else [])])
     report = Report("The CNN lecture, runnable")
-    report.paragraph(f"Every number below was computed by `python experiments/run.py lecture"
-                     f"{' --quick' if args.quick else ''}` on {environment['date']}: torch {environment['torch']}, "
-                     f"{environment['cores']} cores, {environment['threads']} threads for the timed demos ({timed}) and "
-                     f"one for the rest, load average at the start "
-                     f"{environment['load_average']} (other jobs shared the machine). Convolutions and pooling run on "
-                     "cnnext's ops; the code of each demo is in `cnnext/lecture/`, its test in `tests/test_lecture.py`.")
+    report.paragraph(f"Every number below was computed by `{command}` on {env['date']}: torch {env['torch']}, "
+                     f"{env['processor']}, {env['cores']} cores, {env['threads']} thread(s) for the timed demos "
+                     f"({timed}) and one for the rest, load average at the start {env['load_average']} (other jobs "
+                     "shared the machine). Convolutions and pooling run on cnnext's ops; the code of each demo is in "
+                     "`cnnext/lecture/`, its test in `tests/test_lecture.py`.")
     if args.quick:
         report.paragraph("> **Quick run** (`--quick`): reduced sizes and repeats; the timings mean little.")
-    metrics = {"quick": args.quick, "environment": environment, "demos": {}}
+    metrics = {"quick": args.quick, "environment": env, "demos": {}}
     threads = torch.get_num_threads()
     for demo in tqdm(demos, desc="lecture", unit="demo"):
         torch.set_num_threads(threads if demo.timed else 1)  # tiny tensors: thread start-up would dominate

@@ -76,7 +76,8 @@ def arithmetic_handout(result, report, figure):
     layer = result["layer"]
     report.paragraph("A fully connected layer connects every input to every neuron; a convolution layer shares one "
                      "small kernel across all positions, so its size does not depend on the image at all. The price "
-                     "of a convolution is compute, not parameters: c_i·c_o·k_h·k_w·m_h·m_w multiply-adds per image.")
+                     "of a convolution is compute, not parameters: c_i·c_o·k_h·k_w·m_h·m_w multiply-adds per "
+                     "image.")
     report.figure(figure, "Parameters of a dense against a convolution layer (left); time for the lecture's "
                           "10-PFLOP workload (right)")
     report.table(["quantity", "value"], [

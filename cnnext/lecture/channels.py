@@ -53,9 +53,7 @@ def plot_channels(result, path):
         axis.set_ylabel("channel" if axis is not axes[1] else "output channel", fontsize="small")
     top[1].suptitle("1x1 convolution = the same fully connected layer at every pixel (rows: channels, columns: "
                     "pixels)", fontsize="medium")
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save(figure, path)
 
 
 def channels_handout(result, report, figure):
@@ -64,7 +62,8 @@ def channels_handout(result, report, figure):
                      "c_o such 3-D kernels are stacked into a c_o x c_i x kh x kw tensor. A 1x1 kernel mixes only "
                      "channels: at every pixel it is the same c_o x c_i fully connected layer.")
     report.figure(figure, "Channel sum (top); 1x1 convolution against a matrix product (bottom)")
-    report.paragraph(f"Per channel {result['per_channel'][0].int().tolist()} + {result['per_channel'][1].int().tolist()} "
+    first, second = (result["per_channel"][c].int().tolist() for c in range(2))
+    report.paragraph(f"Per channel {first} + {second} "
                      f"= {result['summed'].int().tolist()}. Stacking K, K + 1, K + 2 gives a kernel of shape "
                      f"{result['stacked_shape']} and an output of shape {list(result['multi_out'].shape)}, equal to "
                      f"three separate single-output convolutions (max difference {result['multi_out_vs_separate']:g}). "

@@ -76,9 +76,7 @@ def plot_series(result, path):
     for axis in axes:
         axis.set_xticks([])
         axis.set_yticks([])
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save(figure, path)
 
 
 def series_handout(result, report, figure):

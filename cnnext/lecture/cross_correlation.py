@@ -21,8 +21,8 @@ def corr2d_numbers(quick=False):
         for kh, kw in ((1, 1), (2, 2), (3, 3), (1, 2), (5, 3)):
             if kh <= height and kw <= width:
                 out = conv2d(torch.zeros(1, 1, height, width), torch.zeros(1, 1, kh, kw))
-                shapes.append({"input": [height, width], "kernel": [kh, kw], "formula": [height - kh + 1, width - kw + 1],
-                               "cnnext": list(out.shape[2:])})
+                shapes.append({"input": [height, width], "kernel": [kh, kw],
+                               "formula": [height - kh + 1, width - kw + 1], "cnnext": list(out.shape[2:])})
     return {"x": x, "kernel": kernel, "y": loops, "y_cnnext": conv2d(x[None, None], kernel[None, None])[0, 0],
             "first_window": (x[:2, :2] * kernel).tolist(), "shapes": shapes}
 

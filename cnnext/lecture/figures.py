@@ -29,7 +29,9 @@ def show_matrix(axis, values, title, cmap="RdBu_r", limit=None, fmt="{:g}", high
 
 
 def save(figure, path):
-    figure.tight_layout()
+    """Write the figure as a PNG and close it (tight layout unless it was made with a layout engine)."""
+    if figure.get_layout_engine() is None:
+        figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

@@ -72,11 +72,14 @@ def sizes_handout(result, report, figure):
                      "P = (k' - 1) / 2. Without padding every layer loses k' - 1 pixels.")
     report.figure(figure, "Output size against input size for a 3x3 kernel (left); "
                           "the lecture's 224x224 example (right)")
+    layers, side_44 = result["layers_to_4"], result["side_after_44_layers"]
     report.paragraph(f"The formula agrees with `cnnext.conv2d`'s output shape in {len(rows) - result['mismatches']} "
-                     f"of {len(rows)} settings (I from {rows[0]['I']} to {rows[-1]['I']}, k ∈ {{1, 3, 5}}, P ∈ {{0, 1, 2}}, S ∈ {{1, 2, 3}}, d ∈ {{1, 2}}). "
-                     f"A 224x224 input needs **{result['layers_to_4']}** unpadded 5x5 layers to shrink to 4x4 "
-                     f"(224 - 4·{result['layers_to_4']} = 4); after 44 layers it is still {result['side_after_44_layers']}x"
-                     f"{result['side_after_44_layers']} (the issue's figure of 44 does not match the formula). "
+                     f"of {len(rows)} settings (I from {rows[0]['I']} to {rows[-1]['I']}, k ∈ {{1, 3, 5}}, "
+                     "P ∈ {0, 1, 2}, S ∈ {1, 2, 3}, d ∈ {1, 2}). "
+                     f"A 224x224 input needs **{layers}** unpadded 5x5 layers to shrink to 4x4 "
+                     f"(224 - 4·{layers} = 4); "
+                     f"after 44 layers it is still {side_44}x{side_44}. The lecture's 44 = (224 - 4) / 5 comes from "
+                     "subtracting k = 5 instead of k - 1 = 4 pixels per layer. "
                      "Either way, deep networks need padding.")
     sample = [r for r in rows if r["I"] == 7 and r["k"] == 3]
     report.table(["I", "k", "d", "k'", "P", "S", "formula O", "cnnext O"],

@@ -94,6 +94,9 @@ def kernels_handout(result, report, figure):
                      "kernel first. For the antisymmetric Sobel kernel, flipping negates it, so convolution "
                      "gives exactly the negative map. A learnt kernel absorbs the flip, which is why layers skip it.")
     report.figure(figure, "Edges, sharpening, blur and cross-correlation vs convolution on a real photograph")
+    report.paragraph("Kernels: " + "; ".join(f"{name} {kernel.int().tolist()}" for name, kernel in KERNELS.items()
+                                             if name != "Gaussian blur (5x5, σ = 1)")
+                     + "; the blur is the normalised outer product of exp(-x²/2) for x = -2..2.")
     rows = [[name, f"{result['kernel_sums'][name]:g}" if name in result["kernel_sums"] else "-",
              f"{result['mean'][name]:.4f}", f"{result['std'][name]:.4f}"] for name in result["mean"]]
     report.table(["image", "kernel sum", "mean (inner pixels)", "std (inner pixels)"], rows)

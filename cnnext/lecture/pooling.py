@@ -3,7 +3,7 @@ import torch
 
 from ..functional import avg_pool2d, conv2d, max_pool2d
 from .cross_correlation import edge_image
-from .figures import plt, show_matrix
+from .figures import plt, save, show_matrix
 
 
 def edge_map(image):
@@ -46,9 +46,7 @@ def plot_pooling(result, path):
                 highlight=(0, 1, 5, 1))
     bottom.suptitle("A 1-pixel shift moves the edge map; after 2x2 max pooling column 1 fires in both (orange)",
                     fontsize="medium")
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save(figure, path)
 
 
 def pooling_handout(result, report, figure):
