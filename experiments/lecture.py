@@ -29,14 +29,15 @@ def add_parser(commands):
     return parser
 
 
-def plain(value):
-    """JSON-ready: small tensors and arrays as lists, large ones as their shape only."""
+def plain(value, limit=64):
+    """JSON-ready: tensors, arrays and lists of up to `limit` elements as lists, larger ones summarised (their
+    shape or length): the full data stays in the figures and in the code that recomputes it."""
     if isinstance(value, (torch.Tensor, np.ndarray)):
-        return value.tolist() if value.size == 0 or np.prod(value.shape) <= 64 else {"shape": list(value.shape)}
+        return value.tolist() if np.prod(value.shape) <= limit else {"shape": list(value.shape)}
     if isinstance(value, dict):
         return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
+        return [plain(item) for item in value] if len(value) <= limit else {"length": len(value)}
     return value
 
 

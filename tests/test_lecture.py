@@ -201,17 +201,30 @@ def test_every_item_of_the_lecture_has_a_demo():
     assert [demo.item for demo in lecture.DEMOS.values()] == list(range(1, 13))
 
 
-def test_run_py_lecture_quick_writes_the_handout(tmp_path):
+@pytest.fixture(scope="module")
+def run():
     spec = importlib.util.spec_from_file_location("experiments_run", ROOT / "experiments" / "run.py")
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
-    run.main(["lecture", "--quick", "--threads", "1", "--out", str(tmp_path), "--only", "corr2d",
-              "--only", "dilation"])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_py_lecture_quick_writes_the_handout(run, tmp_path):
+    run.main(["lecture", "--quick", "--threads", "1", "--out", str(tmp_path)])
     report = (tmp_path / "report.md").read_text()
-    assert "## 1. 2-D cross-correlation by hand" in report and "## 9. Dilated convolution" in report
-    assert "![" in report and "(01-corr2d.png)" in report and "(09-dilation.png)" in report
-    for name in ("01-corr2d.png", "09-dilation.png"):
-        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Quick run" in report
+    for demo in lecture.DEMOS.values():
+        figure = f"{demo.item:02d}-{demo.name}.png"
+        assert f"## {demo.item}. {demo.title}" in report and f"({figure})" in report
+        assert (tmp_path / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["quick"] and set(metrics["demos"]) == {"corr2d", "dilation"}
+    assert metrics["quick"] and list(metrics["demos"]) == list(lecture.DEMOS)
     assert metrics["demos"]["corr2d"]["result"]["y"] == [[19.0, 25.0], [37.0, 43.0]]
+    assert metrics["demos"]["photo-kernels"]["result"]["image"] == {"shape": [1, 1, 106, 160]}
+
+
+def test_run_py_lecture_only_runs_the_chosen_demos(run, tmp_path):
+    run.main(["lecture", "--quick", "--out", str(tmp_path), "--only", "dilation"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["09-dilation.png", "metrics.json", "report.md"]
+    with pytest.raises(SystemExit):
+        run.main(["lecture", "--only", "no-such-demo"])
