@@ -96,7 +96,7 @@ def test_hand_written_batchnorm_and_dropout_match_torch():
     for name, differences in normalisation.compare_batchnorm().items():
         assert max(differences.values()) < 1e-5, name
     drop = normalisation.compare_dropout()
-    assert drop["max_difference_to_torch"] < 1e-6 and drop["eval_is_identity"]
+    assert drop["same_mask_as_torch"] and drop["max_difference_to_torch"] < 1e-6 and drop["eval_is_identity"]
     assert drop["dropped_fraction"] == pytest.approx(0.3, abs=0.01)
     assert drop["kept_scale"] == pytest.approx(1 / 0.7, rel=1e-5)
     assert drop["mean_ratio"] == pytest.approx(1.0, abs=0.01)

@@ -79,7 +79,7 @@ def arithmetic_handout(result, report, figure):
                      "of a convolution is compute, not parameters: c_i·c_o·k_h·k_w·m_h·m_w multiply-adds per "
                      "image.")
     report.figure(figure, "Parameters of a dense against a convolution layer (left); time for the lecture's "
-                          "10-PFLOP workload (right)")
+                          "10¹⁶ multiply-adds (right)")
     report.table(["quantity", "value"], [
         ["dense layer 36,000,000 → 100: weights", f"{result['dense_weights']:,}"],
         ["... with biases (torch.nn.Linear on the meta device)", f"{result['dense_parameters']:,}"],

@@ -38,7 +38,9 @@ def save(figure, path):
 
 
 def duration(seconds):
-    """Seconds as a readable duration: 0.25 s, 42 s, 3.5 min, 5.4 h."""
+    """Seconds as a readable duration: 14.6 ms, 3.25 s, 42 s, 3.5 min, 5.4 h."""
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     if seconds >= 60:

@@ -95,7 +95,8 @@ def compare_dropout(p=0.3, seed=0, size=100_000):
     y_theirs = theirs(x)
     kept = y_ours != 0
     ours.eval()
-    return {"p": p, "max_difference_to_torch": float((y_ours - y_theirs).abs().max()),
+    return {"p": p, "same_mask_as_torch": bool(torch.equal(y_ours == 0, y_theirs == 0)),
+            "max_difference_to_torch": float((y_ours - y_theirs).abs().max()),
             "dropped_fraction": float(1 - kept.float().mean()),
             "kept_scale": float((y_ours[kept] / x[kept]).mean()),
             "mean_ratio": float(y_ours.mean() / x.mean()),
@@ -200,8 +201,9 @@ def normalisation_handout(result, report, figure):
     report.paragraph(f"Largest differences to torch.nn (5 training batches, then eval mode). Dropout p = {drop['p']} "
                      f"on 100,000 values: {100 * drop['dropped_fraction']:.2f} % zeroed, survivors scaled by "
                      f"{drop['kept_scale']:.4f} (1 / (1 - p) = {1 / (1 - drop['p']):.4f}), mean kept to a factor "
-                     f"{drop['mean_ratio']:.4f}, identical to torch.nn.Dropout from the same seed (max difference "
-                     f"{drop['max_difference_to_torch']:g}), identity at inference: {drop['eval_is_identity']}.")
+                     f"{drop['mean_ratio']:.4f}. From the same seed torch.nn.Dropout drops the same elements: "
+                     f"{drop['same_mask_as_torch']} (values equal to {drop['max_difference_to_torch']:.1e}, rounding "
+                     f"of x / (1 - p)); identity at inference: {drop['eval_is_identity']}.")
     report.figure(figure, "The same small CNN trained with and without BatchNorm and dropout")
     report.table(["variant", "test accuracy after epoch 1", "final train loss", "final test loss",
                   "final test accuracy", "best test accuracy", "time (s)"],
