@@ -63,7 +63,8 @@ def plot_series(result, path):
         axis.grid(alpha=0.3)
         axis.tick_params(axis="x", labelrotation=30, labelsize="small")
     bottom.suptitle("Conv3d on a generated clip (a 4x4 square moving 1 px right per frame, 8 frames of "
-                    "12x12): frames 0-2; kernel [-1, 1] along time (red: pixels entering, blue: leaving); 3x3x3 mean", fontsize="medium")
+                    "12x12): frames 0-2; kernel [-1, 1] along time (red: pixels entering, blue: leaving); "
+                    "3x3x3 mean", fontsize="medium")
     axes = bottom.subplots(1, 9)
     for t in range(3):
         axes[t].imshow(result["clip"][t].numpy(), cmap="gray", vmin=0, vmax=1)
