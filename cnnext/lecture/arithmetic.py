@@ -9,7 +9,7 @@ from ..timing import time_interleaved
 from .figures import duration, plt, save
 
 # The lecture's rates, in its unit: one multiply-add counts as one operation.
-LECTURE_RATES = {"CPU (lecture: 0.15 T/s)": 0.15e12, "GPU (lecture: 12 T/s)": 12e12}
+LECTURE_RATES = {"lecture's CPU\n0.15 T multiply-adds/s": 0.15e12, "lecture's GPU\n12 T multiply-adds/s": 12e12}
 
 
 def parameter_count(module):
@@ -37,7 +37,9 @@ def arithmetic_numbers(quick=False):
     measured_rate = timed_macs / (ms / 1e3)
     total_macs = macs * 10 * 1_000_000  # 10 layers, 1M examples, forward only
     threads = torch.get_num_threads()
-    rates = {**LECTURE_RATES, f"this machine, cnnext\n({threads} thread{'s' if threads > 1 else ''})": measured_rate}
+    machine = (f"this machine, cnnext, {threads} thread{'s' if threads > 1 else ''}\n"
+               f"{measured_rate / 1e9:.3g} G multiply-adds/s (measured)")
+    rates = {**LECTURE_RATES, machine: measured_rate}
     return {
         "pixels": pixels, "hidden": hidden, "dense_parameters": parameter_count(dense),
         "dense_weights": pixels * hidden, "dense_gigabytes": parameter_count(dense) * 4 / 1e9,
