@@ -21,9 +21,7 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cnnext  # noqa: E402
+from cnnext.timing import Timer, time_interleaved  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -250,28 +249,6 @@ def pass_call(shape, fn, inputs, grad_out, backward):
     return run
 
 
-class Timer:
-    """Milliseconds of one call: CUDA events on the GPU, perf_counter on the CPU; with cpu_time, the CPU time of
-    all this process's threads (what a call costs in CPU work, robust to other processes on a shared machine
-    where wall-clock times mostly measure the scheduler; not a latency)."""
-
-    def __init__(self, device, cpu_time=False):
-        self.cuda = device == "cuda"
-        self.clock = time.process_time if cpu_time else time.perf_counter
-
-    def __call__(self, fn):
-        if self.cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end)
-        t0 = self.clock()
-        fn()
-        return (self.clock() - t0) * 1e3
-
-
 class Tf32:
     """Context: cuDNN's TF32 switch set to `enabled` (and restored)."""
 
@@ -286,18 +263,12 @@ class Tf32:
         torch.backends.cudnn.allow_tf32 = self.saved
 
 
-def time_interleaved(calls, timer, warmup, repeats):
-    """Median ms per call; each repeat runs every call once, in turn, so noise hits all of them alike."""
-    for run, tf32 in calls.values():
-        with Tf32(tf32):
-            for _ in range(warmup):
-                run()
-    samples = {label: [] for label in calls}
-    for _ in range(repeats):
-        for label, (run, tf32) in calls.items():
-            with Tf32(tf32):
-                samples[label].append(timer(run))
-    return {label: statistics.median(values) for label, values in samples.items()}
+def with_tf32(run, enabled):
+    """`run` with cuDNN's TF32 switch set to `enabled` while it runs."""
+    def call():
+        with Tf32(enabled):
+            run()
+    return call
 
 
 def cnnext_supports(device):
@@ -324,11 +295,12 @@ def bench_shape(shape, args, timer, with_cnnext):
     for backward in (False, True):
         pass_name = "fwd+bwd" if backward else "fwd"
         inputs, grad_out = shape.make_inputs(args.device, dtype)
-        calls = {"native": (pass_call(shape, native, inputs, grad_out, backward), False)}
+        native_call = pass_call(shape, native, inputs, grad_out, backward)
+        calls = {"native": with_tf32(native_call, False)}
         if args.device == "cuda" and shape.tf32_applies:
-            calls["native-tf32"] = (calls["native"][0], True)
+            calls["native-tf32"] = with_tf32(native_call, True)
         if with_cnnext:
-            calls["cnnext"] = (pass_call(shape, ours, inputs, grad_out, backward), False)
+            calls["cnnext"] = with_tf32(pass_call(shape, ours, inputs, grad_out, backward), False)
         times = time_interleaved(calls, timer, args.warmup, args.repeats)
         for label, ms in times.items():
             rows.append(result_row(shape, shape, label, pass_name, ms, times["native"], pass_flops(shape, backward)))
@@ -337,10 +309,10 @@ def bench_shape(shape, args, timer, with_cnnext):
             small_inputs, small_grad_out = small.make_inputs(args.device, dtype)
             # Native takes microseconds on the reduced shape: it gets the full repeats, the loops only a few.
             native_ms = time_interleaved(
-                {"native": (pass_call(small, native, small_inputs, small_grad_out, backward), False)},
+                {"native": with_tf32(pass_call(small, native, small_inputs, small_grad_out, backward), False)},
                 timer, args.warmup, args.repeats)["native"]
             naive_ms = time_interleaved(
-                {"naive": (pass_call(small, cnnext.naive.conv2d, small_inputs, small_grad_out, backward), False)},
+                {"naive": pass_call(small, cnnext.naive.conv2d, small_inputs, small_grad_out, backward)},
                 timer, 1, args.naive_repeats)["naive"]
             rows.append(result_row(shape, small, "naive", pass_name, naive_ms, native_ms,
                                    pass_flops(small, backward)))

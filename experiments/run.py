@@ -16,10 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cnnext import data as datasets  # noqa: E402
 from cnnext.report import Report, write_json  # noqa: E402
 from cnnext.train import ResumeError, init_distributed, is_main  # noqa: E402
-from experiments import classification, dehaze  # noqa: E402
+from experiments import classification, dehaze, lecture  # noqa: E402
 from experiments.context import Context  # noqa: E402
 
 EXPERIMENTS = {**classification.EXPERIMENTS, **dehaze.EXPERIMENTS}
+STANDALONE = {lecture.NAME: lecture}  # not Context experiments: each adds its own parser and runs itself
 
 
 def common_options():
@@ -59,6 +60,8 @@ def build_parser():
     for experiment in EXPERIMENTS.values():
         commands.add_parser(experiment.name, parents=[common], help=experiment.title, description=experiment.help)
     commands.add_parser("all", parents=[common], help="every experiment above, one after another (into OUT/NAME/)")
+    for entry in STANDALONE.values():
+        entry.add_parser(commands)
     return parser
 
 
@@ -83,6 +86,8 @@ def run_all(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.experiment in STANDALONE:
+        return STANDALONE[args.experiment].main(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     args.device = init_distributed(args.device)

@@ -1,0 +1,41 @@
+"""Wall-clock timing of alternatives, fair under load: each repeat runs every call once, in turn."""
+import statistics
+import time
+
+import torch
+
+
+class Timer:
+    """Milliseconds of one call: CUDA events on the GPU, perf_counter on the CPU; with cpu_time, the CPU time of
+    all this process's threads (what a call costs in CPU work, robust to other processes on a shared machine
+    where wall-clock times mostly measure the scheduler; not a latency)."""
+
+    def __init__(self, device="cpu", cpu_time=False):
+        self.cuda = str(device).startswith("cuda")
+        self.clock = time.process_time if cpu_time else time.perf_counter
+
+    def __call__(self, fn):
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end)
+        t0 = self.clock()
+        fn()
+        return (self.clock() - t0) * 1e3
+
+
+def time_interleaved(calls, timer=None, warmup=1, repeats=5):
+    """{label: median ms} for `calls` ({label: function without arguments}); after `warmup` untimed calls of
+    each, every repeat runs every call once, in turn, so noise from other processes hits all of them alike."""
+    timer = timer or Timer()
+    for run in calls.values():
+        for _ in range(warmup):
+            run()
+    samples = {label: [] for label in calls}
+    for _ in range(repeats):
+        for label, run in calls.items():
+            samples[label].append(timer(run))
+    return {label: statistics.median(values) for label, values in samples.items()}

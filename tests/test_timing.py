@@ -1,0 +1,17 @@
+"""cnnext.timing: every call runs warmup + repeats times, interleaved, and the result is the median per label."""
+import time
+
+from cnnext.timing import Timer, time_interleaved
+
+
+def test_time_interleaved_runs_each_call_in_turn_and_takes_medians():
+    order = []
+    calls = {"fast": lambda: order.append("fast"), "slow": lambda: (order.append("slow"), time.sleep(0.02))}
+    times = time_interleaved(calls, warmup=2, repeats=3)
+    assert order == ["fast", "fast", "slow", "slow"] + ["fast", "slow"] * 3
+    assert set(times) == {"fast", "slow"}
+    assert times["slow"] >= 20 > times["fast"]
+
+
+def test_cpu_timer_measures_milliseconds():
+    assert 9 <= Timer("cpu")(lambda: time.sleep(0.01)) < 1000
