@@ -1,4 +1,4 @@
-"""The lab's regression experiment: photo dehazing. The lab's AOD-Net against a small residual U-Net trained
+"""The lab's regression experiment: photo dehazing. The lab's AOD-Net against a small U-Net trained
 with L1 + SSIM, each over several seeds, beside the hazy input itself."""
 import os
 from dataclasses import replace
@@ -6,6 +6,7 @@ from statistics import mean, stdev
 
 import torch
 
+from cnnext.data import ImagePairs
 from cnnext.losses import L1SSIMLoss
 from cnnext.report import plot_bars, plot_image_grid
 from cnnext.train import evaluate, is_main, psnr_per_image, ssim_per_image
@@ -15,19 +16,31 @@ from experiments.outputs import write_outputs
 
 PEERS = ("published student reports of the same lab (random 80/20 split, shallow CNNs): about 20-22 dB PSNR, "
          "computed from the MSE they report")
-MODELS = {"aodnet": ("AOD-Net", "mse"), "dehaze-unet": ("residual U-Net", "l1+ssim")}
+MODELS = {"aodnet": ("AOD-Net", "mse"), "dehaze-unet": ("U-Net", "l1+ssim")}
 
 
 def _spread(values, digits):
     return f"{mean(values):.{digits}f} ± {stdev(values):.{digits}f}" if len(values) > 1 else f"{values[0]:.{digits}f}"
 
 
+def _crop(ctx):
+    return min(ctx.settings["crop"], ctx.data.image_size) if ctx.settings.get("crop") else None
+
+
+def _training_data(ctx, seed):
+    """The data with a training set of random crop x crop windows (flipped with augmentation), drawn with `seed`."""
+    train = ctx.data.train
+    return replace(ctx.data, train=ImagePairs(train.inputs, train.targets, train.augment, seed, train.skipped,
+                                              _crop(ctx)))
+
+
 def _train_over_seeds(ctx, model_name, loss):
-    """One run per seed (model initialisation and batch order); the models of the last seed."""
+    """One run per seed (weight initialisation, batch order, crops); the model of the last seed."""
     runs, model = [], None
     for seed in range(ctx.args.seed, ctx.args.seed + ctx.settings.get("seeds", 1)):
         config = replace(ctx.config, seed=seed, loss=L1SSIMLoss(ctx.settings["ssim_weight"]) if loss != "mse" else None)
-        run, model = ctx.train(f"{model_name}-seed{seed}", model_name, config=config, **ctx.settings.get(model_name, {}))
+        run, model = ctx.train(f"{model_name}-seed{seed}", model_name, data=_training_data(ctx, seed), config=config,
+                               **ctx.settings.get(model_name, {}))
         run["seed"] = seed
         runs.append(run)
     return runs, model
@@ -68,13 +81,16 @@ def run_dehaze(ctx):
     settings = ctx.settings
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     write_outputs(ctx, [
-        f"**Recipe** (the defaults): {settings['epochs']} epochs, batch {settings['batch_size']}, "
-        f"{settings['optimizer']} lr {settings['lr']:g} annealed along a cosine, random horizontal flips; the U-Net "
-        f"(width {settings['dehaze-unet']['width']}) is trained with L1 + {settings['ssim_weight']:g} (1 - SSIM), "
+        f"**Recipe**: {settings['epochs']} epochs, batch {settings['batch_size']}, "
+        f"{settings['optimizer']} lr {settings['lr']:g} annealed along a cosine; training samples are random "
+        f"{_crop(ctx) or ctx.data.image_size} px square windows of the training pairs"
+        f"{', flipped at random' if ctx.data.train.augment else ''}, the test images are evaluated whole; the U-Net "
+        f"({settings['dehaze-unet']['features']} features in its first level) is trained with L1 + "
+        f"{settings['ssim_weight']:g} (1 - SSIM), "
         f"AOD-Net with MSE as in its paper. Every image is resized to {ctx.data.image_size} x "
         f"{ctx.data.image_size} once; PSNR and SSIM (Gaussian 11x11 window) are computed on these same resized "
         f"test images for the hazy input and for the networks, and averaged over the test images. The test "
-        f"loss column is the MSE for every run. Seeds vary the weights' initialisation and the batch order; "
+        f"loss column is the MSE for every run. Seeds vary the weights' initialisation, the batch order and the crops; "
         f"mean ± standard deviation over the seeds.",
         (["compared with the clear image", "training loss", "seeds", "test PSNR (dB)", "test SSIM"], rows),
         f"For comparison on the lab's images: {PEERS}." + ("" if ctx.data.bundled else " Our split is the "
@@ -91,7 +107,7 @@ def run_dehaze(ctx):
 EXPERIMENTS = {e.name: e for e in [
     Experiment("dehaze", "Image dehazing (regression)", "The regression task of the lab: hazy image in, clear "
                "image out.", run_dehaze, task="dehaze",
-               defaults={"image_size": 128, "epochs": 10, "batch_size": 16, "lr": 2e-3, "optimizer": "adam",
-                         "weight_decay": 0.0, "augment": True, "seeds": 2, "ssim_weight": 0.2,
-                         "dehaze-unet": {"width": 8}}, quick_image_size=32),
+               defaults={"image_size": 128, "crop": 64, "epochs": 12, "batch_size": 16, "lr": 2e-3,
+                         "optimizer": "adam", "weight_decay": 0.0, "augment": True, "seeds": 3, "ssim_weight": 0.2,
+                         "dehaze-unet": {"features": 8}}, quick_image_size=32),
 ]}

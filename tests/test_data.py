@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from cnnext import data as datasets
-from cnnext.data import DataLayoutError, UnreadableImageError, UnreadableImageWarning, load
+from cnnext.data import DataLayoutError, ImagePairs, UnreadableImageError, UnreadableImageWarning, load
 from cnnext.data.dehaze import pair_files
 from cnnext.data.haze import add_haze, depth_like_map, random_haze, transmission_from_depth
 from cnnext.data.images import decode, split_last
@@ -94,6 +94,19 @@ def test_vehicles_any_size_resized_and_non_images_skipped(tmp_path):
     assert data.classes == ["bus", "car"]
     assert (len(data.train), len(data.test)) == (6, 4)
     assert data.test[0][0].shape == (3, 12, 12)
+
+
+def test_image_pairs_crop_the_same_window_of_input_and_target():
+    inputs = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8).to(torch.uint8)
+    pairs = ImagePairs(inputs, inputs.clone(), augment=True, seed=1, crop=5)
+    windows = set()
+    for _ in range(20):
+        hazy, clear = pairs[1]
+        assert hazy.shape == (3, 5, 5) and torch.equal(hazy, clear)
+        windows.add(hazy[0, 0, 0].item())
+    assert len(windows) > 3  # random windows
+    with pytest.raises(ValueError, match="crop must be between 1 and the image size"):
+        ImagePairs(inputs, inputs, crop=9)
 
 
 def test_split_last_rejects_a_bad_fraction():

@@ -40,7 +40,8 @@ class Data:
         return {"dataset": self.name, "task": self.task, "bundled": self.bundled, "source": self.source,
                 "classes": self.classes, "image_size": self.image_size,
                 "train_samples": len(self.train), "test_samples": len(self.test),
-                "skipped_files": [str(path) for path in self.skipped]}
+                "skipped_files": [str(path) for path in self.skipped],
+                "train_crop": getattr(self.train, "crop", None)}
 
 
 def resolve_data_dir(data_dir=None):

@@ -127,12 +127,16 @@ class LabelledImages(Dataset):
 
 
 class ImagePairs(Dataset):
-    """Image-to-image samples: (input, target), both float in [0, 1]; augmentation flips both alike."""
+    """Image-to-image samples: (input, target), both float in [0, 1]. Augmentation flips both alike; `crop`
+    (an int) makes each sample a random crop x crop window of the pair, the same window in both."""
 
-    def __init__(self, inputs, targets, augment=False, seed=0, skipped=()):
+    def __init__(self, inputs, targets, augment=False, seed=0, skipped=(), crop=None):
         if inputs.shape != targets.shape:
             raise ValueError(f"ImagePairs: inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} differ")
-        self.inputs, self.targets, self.augment = inputs, targets, augment
+        if crop is not None and not 0 < crop <= min(inputs.shape[-2:]):
+            raise ValueError(f"ImagePairs: crop must be between 1 and the image size {tuple(inputs.shape[-2:])}, "
+                             f"got {crop}")
+        self.inputs, self.targets, self.augment, self.crop = inputs, targets, augment, crop
         self.generator = torch.Generator().manual_seed(seed)
         self.skipped = tuple(skipped)  # unreadable files left out (with their partners)
 
@@ -140,7 +144,13 @@ class ImagePairs(Dataset):
         return len(self.inputs)
 
     def __getitem__(self, index):
-        pair = [self.inputs[index].float().div_(255), self.targets[index].float().div_(255)]
+        pair = [self.inputs[index], self.targets[index]]
+        if self.crop is not None:
+            height, width = pair[0].shape[-2:]
+            top = torch.randint(0, height - self.crop + 1, (), generator=self.generator).item()
+            left = torch.randint(0, width - self.crop + 1, (), generator=self.generator).item()
+            pair = [image[:, top:top + self.crop, left:left + self.crop] for image in pair]
+        pair = [image.float().div_(255) for image in pair]
         if self.augment:
             pair = _flip_and_crop(pair, self.generator, pad=0)
         return pair[0], pair[1]
