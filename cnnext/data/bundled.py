@@ -17,7 +17,7 @@ from PIL import Image
 from sklearn.datasets import load_digits, load_sample_images
 
 from .haze import random_haze
-from .images import ImagePairs, LabelledImages, split_last
+from .images import ImagePairs, LabelledImages, limit_parts, split_last
 
 DIGITS_SOURCE = ("bundled: scikit-learn's handwritten digits (sklearn.datasets.load_digits: 1,797 8x8 images, "
                  "10 classes), upsampled; no --data or CNNEXT_DATA given")
@@ -40,10 +40,8 @@ def bundled_digits(image_size=32, test_fraction=0.2, limit_per_class=None, augme
     images = _to_uint8(images).expand(-1, 3, -1, -1).contiguous()
     train, test = [], []
     for label in range(10):
-        class_train, class_test = split_last(np.flatnonzero(digits.target == label).tolist(), test_fraction)
-        if limit_per_class:
-            test_limit = max(1, round(limit_per_class * test_fraction))
-            class_train, class_test = class_train[:limit_per_class - test_limit], class_test[:test_limit]
+        class_train, class_test = limit_parts(*split_last(np.flatnonzero(digits.target == label).tolist(),
+                                                          test_fraction), limit_per_class, test_fraction)
         train += class_train
         test += class_test
 

@@ -1,7 +1,7 @@
 """Dehazing pairs: dehaze/hazy/NAME and dehaze/clear/NAME are one (input, target) pair, resized to a square."""
 from pathlib import Path
 
-from .images import DataLayoutError, ImagePairs, image_files, load_stack, split_last
+from .images import DataLayoutError, ImagePairs, image_files, limit_parts, load_stack, split_last
 
 LAYOUT = "dehaze/hazy/*.jpg and dehaze/clear/*.jpg, paired by identical file names"
 
@@ -26,10 +26,7 @@ def pair_files(root):
 def load_dehaze(root, image_size=128, test_fraction=0.2, limit=None, augment=False, seed=0):
     """(train set, test set) of (hazy, clear) pairs; the last `test_fraction` of the pairs is the test set.
     A pair with an unreadable image is left out with a warning naming the file."""
-    train, test = split_last(pair_files(root), test_fraction)
-    if limit:
-        test_limit = max(1, round(limit * test_fraction))
-        train, test = train[:limit - test_limit], test[:test_limit]
+    train, test = limit_parts(*split_last(pair_files(root), test_fraction), limit, test_fraction)
 
     def dataset(pairs, augment):
         hazy, hazy_kept, hazy_skipped = load_stack(tuple(path for path, _ in pairs), image_size)

@@ -37,6 +37,15 @@ def split_last(items, test_fraction):
     return items[:-test_count], items[-test_count:]
 
 
+def limit_parts(train, test, limit, test_fraction):
+    """The first items of `train` and `test` so that about `limit` are kept in all, `test_fraction` of them test
+    items (smoke tests); everything when `limit` is None."""
+    if not limit:
+        return train, test
+    test_limit = max(1, round(limit * test_fraction))
+    return train[:limit - test_limit], test[:test_limit]
+
+
 def decode(path, size):
     """The image at `path` as an RGB uint8 array of shape (size, size, 3); UnreadableImageError names the file
     when it cannot be decoded."""
