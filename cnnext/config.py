@@ -40,7 +40,7 @@ def data_dir_line():
     except Exception as error:  # a CNNEXT_DATA that points nowhere: say so, the report is for finding such things
         return f"error: {error}"
     if path is None:
-        return f"none (${DATA_ENV} is not set: the experiments use their synthetic stand-ins)"
+        return f"none (${DATA_ENV} is not set: the experiments use the bundled sample data of scikit-learn)"
     return f"{path} (from ${DATA_ENV})"
 
 

@@ -32,6 +32,8 @@ class TrainConfig:
     max_batches: int = None       # per epoch and per evaluation (quick smoke runs); None = all
     resume: bool = True           # continue from out_dir/checkpoint.pt when it is for the same setup
     progress: bool = None         # tqdm bars: None = only when stderr is a terminal
+    loss: object = None           # training loss(outputs, targets) instead of the task's (cross-entropy, MSE);
+                                  # test loss stays the task's, so runs compare
 
 
 # ----------------------------------------------------------------------------------------------- distributed
@@ -226,7 +228,7 @@ def _train_epoch(model, optimizer, dataset, task, config, epoch, name):
             break
         inputs, targets = inputs.to(config.device), targets.to(config.device)
         outputs = model(inputs)
-        loss = _loss(task, outputs, targets)
+        loss = config.loss(outputs, targets) if config.loss is not None else _loss(task, outputs, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -281,8 +283,8 @@ def fit(model, data, config, out_dir, name="model", signature=None):
     out_dir = Path(out_dir)
     if is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
-    signature = {"config": {k: v for k, v in asdict(config).items() if k not in ("epochs", "resume", "progress",
-                                                                                     "device")},
+    signature = {"config": {k: repr(v) if callable(v) else v for k, v in asdict(config).items()
+                            if k not in ("epochs", "resume", "progress", "device")},
                  **(signature or {})}
     model = model.to(config.device)
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)

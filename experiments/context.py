@@ -1,5 +1,6 @@
 """What every experiment shares: its description (Experiment) and its resolved settings, data, output folder
 and trained runs (Context)."""
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from cnnext import data as datasets
 from cnnext.models import build_model
 from cnnext.train import TrainConfig, confusion_matrix, fit, is_main, log
 
-QUICK = {"epochs": 2, "batch_size": 8, "max_batches": 2, "limit_per_class": 12}
+QUICK = {"epochs": 2, "batch_size": 8, "max_batches": 2, "limit_per_class": 12, "seeds": 1}
 
 
 @dataclass
@@ -46,10 +47,13 @@ class Context:
                                   resume=not args.no_resume)
         self.data = self.load_data(settings["image_size"])
         self.runs, self.figures = [], []
-        label = "SYNTHETIC data (generated in code, not real images)" if self.data.synthetic else "real data"
+        label = "BUNDLED sample data, not the lab's images" if self.data.bundled else "real data"
         log(f"== {experiment.name}: {experiment.title}\n   {self.data.name} from {self.data.source} "
             f"[{label}]: {len(self.data.train)} train / {len(self.data.test)} test, {settings['image_size']} px; "
             f"backend {self.backend}, device {args.device}, out {self.out}")
+        if self.data.skipped:
+            log(f"   skipped {len(self.data.skipped)} unreadable image file(s), e.g. {self.data.skipped[0]} "
+                f"(all listed in metrics.json and the report)")
 
     def _check_dataset(self, dataset):
         wanted = ("dehaze",) if self.experiment.task == "dehaze" else ("vehicles", "cifar10")
@@ -58,10 +62,20 @@ class Context:
                              f"{self.experiment.task} experiment, got {dataset!r}")
 
     def load_data(self, image_size):
-        return datasets.load(self.settings["dataset"], self.args.data, image_size,
-                             test_fraction=self.args.test_fraction,
-                             limit_per_class=self.settings.get("limit_per_class"), augment=self.args.augment,
-                             seed=self.args.seed)
+        """The data set; each unreadable image file the loaders skip is logged as one line naming it."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", datasets.UnreadableImageWarning)
+            data = datasets.load(self.settings["dataset"], self.args.data, image_size,
+                                 test_fraction=self.args.test_fraction,
+                                 limit_per_class=self.settings.get("limit_per_class"),
+                                 augment=self.args.augment or self.settings.get("augment", False),
+                                 seed=self.args.seed)
+        for warning in caught:
+            if issubclass(warning.category, datasets.UnreadableImageWarning):
+                log(f"   warning: {warning.message}")
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        return data
 
     def train(self, run_name, model_name, backend=None, data=None, config=None, **options):
         """Builds model `model_name` with `options`, trains it as `run_name`, records and returns (run, model)."""
@@ -70,7 +84,7 @@ class Context:
         config = config or self.config
         if data.task == "classification":
             options = {"num_classes": len(data.classes), "image_size": data.image_size, **options}
-        torch.manual_seed(self.args.seed)
+        torch.manual_seed(config.seed)
         model = build_model(model_name, backend=backend, **options)
         signature = {"model": model_name, "backend": backend, "options": options, "data": data.summary()}
         run = fit(model, data, config, self.out / run_name, run_name, signature)

@@ -32,7 +32,7 @@ def results_table(runs):
                  percent(max(h["test_accuracy"] for h in r["history"])), f"{mean_epoch_time(r):.1f}",
                  f"{r['wall_time_s']:.1f}"] for r in runs]
     else:
-        headers = ["run", "model", "backend", "parameters", "train loss (MSE)", "test loss (MSE)", "test PSNR (dB)",
+        headers = ["run", "model", "backend", "parameters", "train loss", "test loss (MSE)", "test PSNR (dB)",
                    "test SSIM", "train time / epoch (s)", "wall time (s)"]
         rows = [[r["name"], r["model"], r["backend"], f"{r['parameters']:,}", f"{r['final']['train_loss']:.5f}",
                  f"{r['final']['test_loss']:.5f}", f"{r['final']['test_psnr']:.2f}", f"{r['final']['test_ssim']:.4f}",
@@ -68,13 +68,15 @@ def write_outputs(ctx, notes=(), extra=None):
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     write_json(ctx.path("metrics.json"), {
         "experiment": ctx.experiment.name, "title": ctx.experiment.title, "command": command,
-        "synthetic_data": ctx.data.synthetic, "data": ctx.data.summary(), "settings": ctx.settings,
+        "bundled_data": ctx.data.bundled, "data": ctx.data.summary(), "settings": ctx.settings,
         "quick": ctx.args.quick, "environment": env, "runs": ctx.runs, "extra": extra or {}})
     report = Report(f"{ctx.experiment.title}")
-    if ctx.data.synthetic:
-        report.paragraph("> **Synthetic data.** No data directory was given (`--data` or `CNNEXT_DATA`), so these "
-                         "numbers come from a synthetic stand-in generated in code. They show that the code runs, "
-                         "nothing about real images.")
+    if ctx.data.bundled:
+        report.paragraph("> **Bundled sample data, not the lab's images.** No data directory was given (`--data` or "
+                         "`CNNEXT_DATA`), so this ran on real data that scikit-learn ships (see *data* below).")
+    if ctx.data.skipped:
+        report.paragraph(f"> **{len(ctx.data.skipped)} unreadable image file(s) skipped** (corrupt, truncated or "
+                         f"empty): " + ", ".join(f"`{path}`" for path in ctx.data.skipped))
     if ctx.args.quick:
         report.paragraph("> **Quick smoke run** (`--quick`): a few batches per epoch; the numbers mean nothing.")
     report.paragraph(ctx.experiment.help)
@@ -91,7 +93,8 @@ def write_outputs(ctx, notes=(), extra=None):
         ["mean pixel value (0-255)", _mean_pixel_values(ctx.data)],
         ["training", f"{ctx.settings['epochs']} epochs, batch {ctx.settings['batch_size']}, "
                      f"{ctx.settings['optimizer']} lr {ctx.settings['lr']} (cosine), weight decay "
-                     f"{ctx.settings['weight_decay']}, augmentation {'on' if ctx.args.augment else 'off'}, "
+                     f"{ctx.settings['weight_decay']}, augmentation "
+                     f"{'on' if ctx.args.augment or ctx.settings.get('augment') else 'off'}, "
                      f"seed {ctx.args.seed}"],
         ["conv kernels", f"backend `{ctx.backend}` (comparison runs name theirs)"],
         ["environment", f"torch {env['torch']}, {env['threads']} threads, {env['processor']}, device {env['device']}, "

@@ -29,7 +29,8 @@ def common_options():
     group.add_argument("--dataset", choices=datasets.DATASETS, help="vehicles or cifar10 for classification "
                        "experiments (default vehicles); dehaze for `dehaze`")
     group.add_argument("--data", metavar="DIR", help="data directory with vehicles/, dehaze/, cifar10/ (default: "
-                       "$CNNEXT_DATA; with neither, synthetic data generated in code, labelled as such)")
+                       "$CNNEXT_DATA; with neither, real data bundled with scikit-learn: handwritten digits, "
+                       "hazed sample photos; labelled as such)")
     group.add_argument("--epochs", type=int)
     group.add_argument("--batch-size", type=int, help="per process")
     group.add_argument("--lr", type=float, help="peak learning rate (cosine schedule)")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_PY = ROOT / "experiments" / "run.py"
@@ -32,7 +33,7 @@ def one_thread():
 
 
 @pytest.fixture
-def synthetic(monkeypatch):
+def bundled(monkeypatch):
     monkeypatch.delenv("CNNEXT_DATA", raising=False)
 
 
@@ -48,9 +49,10 @@ def test_help_lists_every_experiment():
 
 
 @pytest.mark.parametrize("name", list(run.EXPERIMENTS))
-def test_quick_run_writes_metrics_report_and_figures(name, tmp_path, synthetic):
+def test_quick_run_writes_metrics_report_and_figures(name, tmp_path, bundled):
     metrics = quick(name, tmp_path)
-    assert metrics["experiment"] == name and metrics["synthetic_data"] and metrics["quick"]
+    assert metrics["experiment"] == name and metrics["bundled_data"] and metrics["quick"]
+    assert metrics["data"]["source"].startswith("bundled: ") and "scikit-learn" in metrics["data"]["source"]
     assert metrics["environment"]["backend"] == "cnnext" and metrics["environment"]["torch"] == torch.__version__
     assert metrics["runs"]
     for record in metrics["runs"]:
@@ -60,21 +62,22 @@ def test_quick_run_writes_metrics_report_and_figures(name, tmp_path, synthetic):
         assert score in record["history"][-1]
         assert (tmp_path / record["name"] / "checkpoint.pt").is_file()
     report = (tmp_path / "report.md").read_text()
-    assert "Synthetic data" in report and "## Results" in report
+    assert "Bundled sample data, not the lab's images" in report and "## Results" in report
     figures = sorted(p.name for p in tmp_path.glob("*.png"))
     assert "curves.png" in figures and all(f"]({figure})" in report for figure in figures)
     if name == "dehaze":
         assert "dehaze_examples.png" in figures and "test_ssim" in metrics["runs"][0]["final"]
+        assert "hazy input (no network)" in report and "20-22 dB" in report
 
 
 def test_quick_run_on_real_vehicles(tmp_path, data_dir):
     metrics = quick("dilated", tmp_path, "--data", str(data_dir))
-    assert not metrics["synthetic_data"] and metrics["data"]["source"].startswith("real")
+    assert not metrics["bundled_data"] and metrics["data"]["source"].startswith("real")
     assert metrics["data"]["classes"] == ["bus", "car", "truck"]
-    assert "Synthetic data" not in (tmp_path / "report.md").read_text()
+    assert "Bundled sample data" not in (tmp_path / "report.md").read_text()
 
 
-def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, synthetic):
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, bundled):
     first = quick("mlp", tmp_path, "--epochs", "1")
     assert [r["resumed_from"] for r in first["runs"]] == [None, None]
     second = quick("mlp", tmp_path, "--epochs", "2")
@@ -98,6 +101,21 @@ def test_malformed_data_directory_is_a_clear_error(tmp_path):
         run.main(["conv", "--quick", "--data", str(tmp_path), "--out", str(tmp_path / "out")])
 
 
-def test_dataset_must_fit_the_task(tmp_path, synthetic):
+def test_dataset_must_fit_the_task(tmp_path, bundled):
     with pytest.raises(SystemExit, match="--dataset must be one of"):
         run.main(["dehaze", "--quick", "--dataset", "vehicles", "--out", str(tmp_path)])
+
+
+def test_unreadable_images_are_logged_and_reported(tmp_path, capsys):
+    for part, shade in (("hazy", 160), ("clear", 90)):
+        (tmp_path / "data" / "dehaze" / part).mkdir(parents=True)
+        for index in range(6):
+            Image.new("RGB", (20, 20), (shade, 60, 60)).save(tmp_path / "data" / "dehaze" / part / f"{index}.jpg")
+    bad = tmp_path / "data" / "dehaze" / "hazy" / "1.jpg"
+    bad.write_bytes(b"")
+    metrics = quick("dehaze", tmp_path / "out", "--data", str(tmp_path / "data"))
+    out = capsys.readouterr().out
+    assert f"warning: skipping {bad}: not a readable image (empty file)" in out
+    assert "skipped 1 unreadable image file(s)" in out
+    assert metrics["data"]["skipped_files"] == [str(bad)]
+    assert "1 unreadable image file(s) skipped" in (tmp_path / "out" / "report.md").read_text()

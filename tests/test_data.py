@@ -1,5 +1,5 @@
 """Data loaders: counts and splits on the real data (skipped without CNNEXT_DATA), both CIFAR-10 layouts,
-the synthetic stand-ins, and clear errors for missing or malformed data directories."""
+the bundled stand-ins, and clear errors for missing or malformed data directories."""
 import pickle
 
 import numpy as np
@@ -8,10 +8,12 @@ import torch
 from PIL import Image
 
 from cnnext import data as datasets
-from cnnext.data import DataLayoutError, load
+from cnnext.data import DataLayoutError, ImagePairs, UnreadableImageError, UnreadableImageWarning, load
 from cnnext.data.dehaze import pair_files
-from cnnext.data.images import split_last
+from cnnext.data.haze import add_haze, depth_like_map, random_haze, transmission_from_depth
+from cnnext.data.images import decode, split_last
 from cnnext.data.vehicles import class_files, split_files
+from cnnext.train import psnr_per_image
 
 VEHICLE_COUNTS = {"bus": 218, "car": 779, "truck": 360}
 
@@ -39,7 +41,7 @@ def test_vehicle_counts_and_last_fraction_split(data_dir):
 
 def test_vehicle_loader_on_real_images(data_dir):
     data = load("vehicles", data_dir, image_size=32, test_fraction=0.3)
-    assert not data.synthetic and data.source.startswith("real")
+    assert not data.bundled and data.source.startswith("real")
     assert len(data.test) == sum(round(n * 0.3) for n in VEHICLE_COUNTS.values())
     assert len(data.train) + len(data.test) == 1357
     image, label = data.train[0]
@@ -94,23 +96,78 @@ def test_vehicles_any_size_resized_and_non_images_skipped(tmp_path):
     assert data.test[0][0].shape == (3, 12, 12)
 
 
+def test_image_pairs_crop_the_same_window_of_input_and_target():
+    inputs = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8).to(torch.uint8)
+    pairs = ImagePairs(inputs, inputs.clone(), augment=True, seed=1, crop=5)
+    windows = set()
+    for _ in range(20):
+        hazy, clear = pairs[1]
+        assert hazy.shape == (3, 5, 5) and torch.equal(hazy, clear)
+        windows.add(hazy[0, 0, 0].item())
+    assert len(windows) > 3  # random windows
+    with pytest.raises(ValueError, match="crop must be between 1 and the image size"):
+        ImagePairs(inputs, inputs, crop=9)
+
+
 def test_split_last_rejects_a_bad_fraction():
     assert split_last(list(range(10)), 0.3) == (list(range(7)), [7, 8, 9])
     with pytest.raises(ValueError, match="test_fraction"):
         split_last([1, 2, 3], 1.5)
 
 
-# ------------------------------------------------------------------------------------------- synthetic
+# --------------------------------------------------------------------------------------------- bundled
 
-def test_synthetic_default_is_labelled_and_deterministic(monkeypatch):
+def test_bundled_digits_are_the_default_and_labelled(monkeypatch):
     monkeypatch.delenv("CNNEXT_DATA", raising=False)
-    first, second = load("vehicles", image_size=16, seed=3), load("vehicles", image_size=16, seed=3)
-    assert first.synthetic and "synthetic" in first.source and first.summary()["synthetic"]
-    assert torch.equal(first.train.images, second.train.images)
-    dehaze = load("dehaze", image_size=16)
-    assert dehaze.synthetic and dehaze.task == "dehaze"
-    hazy, clear = dehaze.train[0]
-    assert hazy.shape == clear.shape == (3, 16, 16) and hazy.mean() > clear.mean()  # haze brightens
+    data = load("vehicles", image_size=16)
+    assert data.bundled and data.summary()["bundled"] and data.source.startswith("bundled")
+    assert "load_digits" in data.source and data.name == "digits" and data.classes == [str(d) for d in range(10)]
+    assert len(data.train) + len(data.test) == 1797
+    counts = torch.bincount(data.test.labels, minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37  # the last 20% of each class (about 180 per class)
+    image, label = data.train[0]
+    assert image.shape == (3, 16, 16) and -1 <= image.min() < 0 < image.max() <= 1
+    assert torch.equal(image[0], image[1])  # grey digits on all three channels
+    small = load("cifar10", image_size=8, limit_per_class=5)
+    assert small.bundled and len(small.train) == 40 and len(small.test) == 10
+
+
+def test_bundled_dehaze_pairs_are_hazed_photos(monkeypatch):
+    monkeypatch.delenv("CNNEXT_DATA", raising=False)
+    data = load("dehaze", image_size=24, limit_per_class=30)
+    assert data.bundled and "load_sample_images" in data.source and data.task == "dehaze"
+    assert (len(data.train), len(data.test)) == (24, 6)
+    again = load("dehaze", image_size=24, limit_per_class=30, seed=5)
+    assert torch.equal(data.test.inputs, again.test.inputs)  # fixed pairs, like a data folder
+    hazy, clear = data.train.inputs.float(), data.train.targets.float()
+    assert hazy.shape == clear.shape == (24, 3, 24, 24)
+    assert hazy.std((1, 2, 3)).mean() < clear.std((1, 2, 3)).mean()  # haze lowers contrast
+    assert 8 < psnr_per_image(hazy / 255, clear / 255).mean() < 25
+
+
+# ----------------------------------------------------------------------------------------- haze model
+
+def test_haze_model_limits_and_monotonicity():
+    rng = np.random.default_rng(0)
+    clear = rng.uniform(0, 1, (3, 8, 8))
+    assert np.allclose(add_haze(clear, np.ones((8, 8)), 0.9), clear)  # t = 1: the scene itself
+    assert np.allclose(add_haze(clear, np.zeros((8, 8)), 0.9), 0.9)   # t = 0: only airlight
+    airlight = np.array([0.8, 0.9, 1.0])[:, None, None]
+    light, heavy = (add_haze(clear, np.full((8, 8), t), airlight) for t in (0.8, 0.3))
+    assert (np.abs(heavy - airlight) <= np.abs(light - airlight) + 1e-12).all()  # less t: closer to A
+    assert np.allclose(transmission_from_depth(np.zeros(4), 2.0), 1)
+    assert np.all(np.diff(transmission_from_depth(np.linspace(0, 1, 5), 1.5)) < 0)
+    with pytest.raises(ValueError, match="transmission must lie in"):
+        add_haze(clear, np.full((8, 8), 1.5), 0.9)
+
+
+def test_random_haze_stays_in_range_and_brightens_dark_scenes():
+    rng = np.random.default_rng(1)
+    depth = depth_like_map(16, rng)
+    assert depth.shape == (16, 16) and depth.min() >= 0 and depth.max() <= 1 + 1e-6
+    dark = np.full((3, 16, 16), 0.1)
+    hazy = random_haze(dark, rng)
+    assert hazy.shape == dark.shape and 0 <= hazy.min() and hazy.max() <= 1 and hazy.mean() > 0.1
 
 
 def test_data_dir_comes_from_the_environment(tmp_path, monkeypatch):
@@ -119,7 +176,7 @@ def test_data_dir_comes_from_the_environment(tmp_path, monkeypatch):
         write_image(tmp_path / "vehicles" / "car" / f"{index}.png")
     monkeypatch.setenv("CNNEXT_DATA", str(tmp_path))
     assert datasets.resolve_data_dir() == tmp_path
-    assert not load("vehicles", image_size=8).synthetic
+    assert not load("vehicles", image_size=8).bundled
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -161,3 +218,76 @@ def test_cifar10_with_neither_layout(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         load("mnist")
+
+
+# ------------------------------------------------------------------------------------------ bad images
+
+def write_bad_images(folder):
+    """An empty file, a truncated JPEG and a text file named .png in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.jpg").write_bytes(b"")
+    write_image(folder / "whole.jpg", size=(64, 64))
+    (folder / "truncated.jpg").write_bytes((folder / "whole.jpg").read_bytes()[:300])
+    (folder / "whole.jpg").unlink()
+    (folder / "notes.png").write_text("not an image")
+    return ["empty.jpg", "notes.png", "truncated.jpg"]
+
+
+@pytest.mark.parametrize("name", ["empty.jpg", "truncated.jpg", "notes.png"])
+def test_decoding_a_bad_file_names_it(tmp_path, name):
+    write_bad_images(tmp_path)
+    with pytest.raises(UnreadableImageError, match=f"{name}: not a readable image") as error:
+        decode(tmp_path / name, 8)
+    assert error.value.__cause__ is None and isinstance(error.value, DataLayoutError)
+
+
+def test_vehicles_skip_unreadable_files_with_a_warning_and_a_count(tmp_path):
+    for index in range(5):
+        write_image(tmp_path / "vehicles" / "bus" / f"{index}.jpg")
+        write_image(tmp_path / "vehicles" / "car" / f"{index}.jpg", colour=(10, 200, 10))
+    bad = write_bad_images(tmp_path / "vehicles" / "car")
+    with pytest.warns(UnreadableImageWarning) as record:
+        data = load("vehicles", tmp_path, image_size=8, test_fraction=0.25)
+    messages = [str(w.message) for w in record]
+    for name in bad:
+        assert any(name in message and "not a readable image" in message for message in messages)
+    counts = [int(m.split()[1]) for m in messages if m.startswith("skipped ") and "unreadable of" in m]
+    assert sum(counts) == 3  # one count per loaded part (train, test)
+    assert sorted(path.name for path in data.skipped) == bad
+    assert data.summary()["skipped_files"] and len(data.train) + len(data.test) == 10
+    assert torch.bincount(torch.cat([data.train.labels, data.test.labels])).tolist() == [5, 5]
+
+
+def test_a_class_of_only_unreadable_files_stops(tmp_path):
+    write_image(tmp_path / "vehicles" / "bus" / "0.jpg")
+    write_bad_images(tmp_path / "vehicles" / "car")
+    with pytest.raises(UnreadableImageError, match="none of the .* image files is readable"):
+        with pytest.warns(UnreadableImageWarning):
+            load("vehicles", tmp_path, image_size=8, test_fraction=0.5)
+
+
+def test_dehaze_drops_a_pair_with_an_unreadable_image(tmp_path):
+    for index in range(6):
+        write_image(tmp_path / "dehaze" / "hazy" / f"{index}.jpg", colour=(180, 180, 180))
+        write_image(tmp_path / "dehaze" / "clear" / f"{index}.jpg")
+    (tmp_path / "dehaze" / "clear" / "1.jpg").write_bytes(b"")
+    (tmp_path / "dehaze" / "hazy" / "2.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.warns(UnreadableImageWarning, match=r"1\.jpg: not a readable image \(empty file\)"):
+        data = load("dehaze", tmp_path, image_size=8, test_fraction=0.2)
+    assert (len(data.train), len(data.test)) == (3, 1)
+    assert sorted(str(path.relative_to(tmp_path)) for path in data.skipped) == ["dehaze/clear/1.jpg",
+                                                                                "dehaze/hazy/2.jpg"]
+    hazy, clear = data.train[0]
+    assert hazy.mean() > clear.mean() - 1 and hazy.shape == clear.shape  # pairs stay aligned
+
+
+def test_cifar10_folders_skip_unreadable_files(tmp_path):
+    for part in ("train", "test"):
+        for name in ("cat", "dog"):
+            for index in range(2):
+                write_image(tmp_path / "cifar10" / part / name / f"{index}.png")
+    write_bad_images(tmp_path / "cifar10" / "train" / "dog")
+    with pytest.warns(UnreadableImageWarning, match="skipped 3 unreadable of 7"):
+        data = load("cifar10", tmp_path, image_size=8)
+    assert len(data.train) == 4 and len(data.test) == 4 and len(data.skipped) == 3
+    assert data.train.labels.tolist() == [0, 0, 1, 1]

@@ -117,6 +117,33 @@ def test_mlp_and_aodnet():
     assert count_parameters(aod) == sum(conv_params(*c) for c in convs)
 
 
+def test_dehaze_unet_starts_as_the_identity_and_learns_a_scale_and_shift():
+    model = build_model("dehaze-unet", features=4, depth=2)
+    hazy = torch.rand(2, 3, 37, 50)  # sizes that do not divide by 4: the decoder upsamples to the skip's size
+    assert torch.equal(model(hazy), hazy)
+    widths = [4, 8, 16]
+    levels = [(3, 4), (4, 8), (8, 16), (16 + 8, 8), (8 + 4, 4)]
+    assert count_parameters(model) == sum(conv_params(i, o, 3) + conv_params(o, o, 3) for i, o in levels) + \
+        conv_params(widths[0], 6, 1)
+    with torch.no_grad():
+        model.head.bias.copy_(torch.tensor([1.0, 1.0, 1.0, 0.1, 0.2, 0.3]))
+    expected = 2 * hazy + torch.tensor([0.1, 0.2, 0.3])[:, None, None]
+    assert torch.allclose(model(hazy), expected)
+
+
+def test_l1_ssim_loss():
+    from cnnext.losses import L1SSIMLoss
+    loss = L1SSIMLoss(ssim_weight=0.5)
+    clear = torch.rand(2, 3, 24, 24)
+    assert loss(clear, clear).item() == pytest.approx(0, abs=1e-5)
+    flat = clear.mean((2, 3), keepdim=True).expand_as(clear)  # same mean colour, no structure
+    blurred = torch.nn.functional.avg_pool2d(clear, 3, 1, 1)
+    assert loss(flat, clear) > loss(blurred, clear) > 0.5 * torch.nn.functional.l1_loss(blurred, clear)
+    output = flat.clone().requires_grad_()
+    loss(output, clear).backward()
+    assert output.grad.abs().sum() > 0 and "ssim_weight=0.5" in repr(loss)
+
+
 @pytest.mark.parametrize("backend", ["cnnext", "torch", "naive"])
 def test_every_conv_comes_from_the_backend(backend):
     conv_class = layer_class("Conv2d", backend)

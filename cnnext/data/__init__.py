@@ -1,5 +1,6 @@
 """Data sets for the lab, from a data directory (`--data DIR` or CNNEXT_DATA) holding vehicles/, dehaze/ and
-cifar10/, or, with neither, a synthetic stand-in generated in code and labelled as such everywhere.
+cifar10/, or, with neither, real data that scikit-learn ships (cnnext.data.bundled: handwritten digits for
+classification, hazed crops of its sample photos for dehazing), labelled as such everywhere.
 
     data = cnnext.data.load("vehicles", data_dir="/data", image_size=64)
     data.train, data.test, data.classes, data.source
@@ -8,10 +9,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bundled import bundled_dehaze, bundled_digits, DIGITS_SOURCE, PHOTOS_SOURCE
 from .cifar10 import load_cifar10
 from .dehaze import load_dehaze
-from .images import DataLayoutError, ImagePairs, LabelledImages
-from .synthetic import synthetic_classification, synthetic_dehaze
+from .images import DataLayoutError, ImagePairs, LabelledImages, UnreadableImageError, UnreadableImageWarning
 from .vehicles import load_vehicles
 
 DATASETS = ("vehicles", "cifar10", "dehaze")
@@ -28,16 +29,23 @@ class Data:
     classes: list      # class names; None for dehaze
     image_size: int
     source: str        # where it came from, in words
-    synthetic: bool
+    bundled: bool      # scikit-learn's bundled stand-in, used when no data directory was given
+
+    @property
+    def skipped(self):
+        """Unreadable image files the loaders left out (with a warning each)."""
+        return getattr(self.train, "skipped", ()) + getattr(self.test, "skipped", ())
 
     def summary(self):
-        return {"dataset": self.name, "task": self.task, "synthetic": self.synthetic, "source": self.source,
+        return {"dataset": self.name, "task": self.task, "bundled": self.bundled, "source": self.source,
                 "classes": self.classes, "image_size": self.image_size,
-                "train_samples": len(self.train), "test_samples": len(self.test)}
+                "train_samples": len(self.train), "test_samples": len(self.test),
+                "skipped_files": [str(path) for path in self.skipped],
+                "train_crop": getattr(self.train, "crop", None)}
 
 
 def resolve_data_dir(data_dir=None):
-    """`data_dir`, else $CNNEXT_DATA, else None (synthetic data); a given directory must exist."""
+    """`data_dir`, else $CNNEXT_DATA, else None (bundled data); a given directory must exist."""
     chosen = data_dir or os.environ.get(DATA_ENV) or None
     if chosen is None:
         return None
@@ -53,19 +61,18 @@ def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=
     """The train/test split of data set `name` ('vehicles', 'cifar10', 'dehaze') as a Data record.
 
     limit_per_class caps samples per class (pairs for dehaze), for smoke tests. Without a data directory the
-    synthetic stand-in of the same task is returned, with synthetic=True."""
+    bundled stand-in of the same task is returned (cnnext.data.bundled), with bundled=True. Unreadable image
+    files are left out with a warning naming each (Data.skipped lists them)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}, expected one of {list(DATASETS)}")
     root = resolve_data_dir(data_dir)
     task = "dehaze" if name == "dehaze" else "classification"
     if root is None:
-        source = "synthetic: generated in code (no --data or CNNEXT_DATA given); NOT real images"
-        count = limit_per_class or 100
         if task == "dehaze":
-            train, test = synthetic_dehaze(image_size, count, test_fraction, augment, seed)
-            return Data(name, task, train, test, None, image_size, source, True)
-        train, test, classes = synthetic_classification(image_size, count, test_fraction, augment, seed)
-        return Data(name, task, train, test, classes, image_size, source, True)
+            train, test = bundled_dehaze(image_size, test_fraction, limit_per_class, augment, seed)
+            return Data("hazed-photos", task, train, test, None, image_size, PHOTOS_SOURCE, True)
+        train, test, classes = bundled_digits(image_size, test_fraction, limit_per_class, augment, seed)
+        return Data("digits", task, train, test, classes, image_size, DIGITS_SOURCE, True)
     folder = root / name
     if not folder.is_dir():
         raise DataLayoutError(f"{root} has no {name}/ folder; expected a data directory laid out as {LAYOUT}")
@@ -79,5 +86,6 @@ def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=
     return Data(name, task, train, test, classes, image_size, f"real: {folder}", False)
 
 
-__all__ = ["DATASETS", "Data", "DataLayoutError", "ImagePairs", "LabelledImages", "load", "load_cifar10",
-           "load_dehaze", "load_vehicles", "resolve_data_dir", "synthetic_classification", "synthetic_dehaze"]
+__all__ = ["DATASETS", "Data", "DataLayoutError", "ImagePairs", "LabelledImages", "UnreadableImageError",
+           "UnreadableImageWarning", "bundled_dehaze", "bundled_digits", "load", "load_cifar10", "load_dehaze",
+           "load_vehicles", "resolve_data_dir"]

@@ -7,20 +7,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .images import DataLayoutError, LabelledImages, image_files, load_stack
+from .images import DataLayoutError, LabelledImages, image_files, labelled_images
 
 LAYOUT = ("cifar10/train/<class>/*.jpg and cifar10/test/<class>/*.jpg, or the pickled batches "
           "cifar10/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}")
 PICKLE_DIR = "cifar-10-batches-py"
 
 
-def _folder_split(folder, classes, image_size, limit_per_class):
+def _folder_split(folder, classes, image_size, limit_per_class, augment, seed):
     paths, labels = [], []
     for label, name in enumerate(classes):
         files = image_files(folder / name)[:limit_per_class]
         paths += files
         labels += [label] * len(files)
-    return load_stack(tuple(paths), image_size), labels
+    return labelled_images(paths, labels, image_size, augment, seed)
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,15 +61,16 @@ def load_cifar10(root, image_size=32, limit_per_class=None, augment=False, seed=
     if (batch_dir / "data_batch_1").is_file():
         with open(batch_dir / "batches.meta", "rb") as file:
             classes = [name.decode() for name in pickle.load(file, encoding="bytes")[b"label_names"]]
-        train = _pickle_split(batch_dir, [f"data_batch_{i}" for i in range(1, 6)], image_size, limit_per_class)
-        test = _pickle_split(batch_dir, ["test_batch"], image_size, limit_per_class)
+        train = LabelledImages(*_pickle_split(batch_dir, [f"data_batch_{i}" for i in range(1, 6)], image_size,
+                                              limit_per_class), augment=augment, seed=seed)
+        test = LabelledImages(*_pickle_split(batch_dir, ["test_batch"], image_size, limit_per_class), seed=seed)
     elif (root / "train").is_dir() and (root / "test").is_dir():
         classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
         missing = [name for name in classes if not (root / "test" / name).is_dir()]
         if not classes or missing:
             raise DataLayoutError(f"{root}: class folders {missing or 'none'} missing; expected {LAYOUT}")
-        train = _folder_split(root / "train", classes, image_size, limit_per_class)
-        test = _folder_split(root / "test", classes, image_size, limit_per_class)
+        train = _folder_split(root / "train", classes, image_size, limit_per_class, augment, seed)
+        test = _folder_split(root / "test", classes, image_size, limit_per_class, False, seed)
     else:
         raise DataLayoutError(f"CIFAR-10 data not found under {root}: expected {LAYOUT}")
-    return LabelledImages(*train, augment=augment, seed=seed), LabelledImages(*test, seed=seed), classes
+    return train, test, classes

@@ -1,7 +1,7 @@
 """Dehazing pairs: dehaze/hazy/NAME and dehaze/clear/NAME are one (input, target) pair, resized to a square."""
 from pathlib import Path
 
-from .images import DataLayoutError, ImagePairs, image_files, load_stack, split_last
+from .images import DataLayoutError, ImagePairs, image_files, limit_parts, load_stack, split_last
 
 LAYOUT = "dehaze/hazy/*.jpg and dehaze/clear/*.jpg, paired by identical file names"
 
@@ -24,14 +24,15 @@ def pair_files(root):
 
 
 def load_dehaze(root, image_size=128, test_fraction=0.2, limit=None, augment=False, seed=0):
-    """(train set, test set) of (hazy, clear) pairs; the last `test_fraction` of the pairs is the test set."""
-    train, test = split_last(pair_files(root), test_fraction)
-    if limit:
-        test_limit = max(1, round(limit * test_fraction))
-        train, test = train[:limit - test_limit], test[:test_limit]
+    """(train set, test set) of (hazy, clear) pairs; the last `test_fraction` of the pairs is the test set.
+    A pair with an unreadable image is left out with a warning naming the file."""
+    train, test = limit_parts(*split_last(pair_files(root), test_fraction), limit, test_fraction)
 
     def dataset(pairs, augment):
-        hazy, clear = zip(*pairs)
-        return ImagePairs(load_stack(tuple(hazy), image_size), load_stack(tuple(clear), image_size), augment, seed)
+        hazy, hazy_kept, hazy_skipped = load_stack(tuple(path for path, _ in pairs), image_size)
+        clear, clear_kept, clear_skipped = load_stack(tuple(path for _, path in pairs), image_size)
+        kept = sorted(set(hazy_kept) & set(clear_kept))  # a pair with an unreadable image is left out whole
+        return ImagePairs(hazy[[hazy_kept.index(i) for i in kept]], clear[[clear_kept.index(i) for i in kept]],
+                          augment, seed, hazy_skipped + clear_skipped)
 
     return dataset(train, augment), dataset(test, False)

@@ -1,7 +1,7 @@
 """The lab's vehicle set: vehicles/<class>/*.jpg (car, bus, truck), any image size, resized to a square."""
 from pathlib import Path
 
-from .images import DataLayoutError, LabelledImages, image_files, load_stack, split_last
+from .images import DataLayoutError, image_files, labelled_images, split_last
 
 LAYOUT = "vehicles/<class>/*.jpg with one folder per class (e.g. vehicles/car, vehicles/bus, vehicles/truck)"
 
@@ -40,6 +40,6 @@ def load_vehicles(root, image_size=64, test_fraction=0.2, limit_per_class=None, 
 
     def dataset(samples, augment):
         paths, labels = zip(*samples)
-        return LabelledImages(load_stack(tuple(paths), image_size), labels, augment, seed)
+        return labelled_images(paths, labels, image_size, augment, seed)
 
     return dataset(train, augment), dataset(test, False), classes

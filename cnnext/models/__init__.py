@@ -11,6 +11,7 @@ from .dehaze import AODNet
 from .dilated import DilatedCNN, HDCResult, hdc_check
 from .mlp import MLP
 from .resnet import BasicBlock, ResNet, plain18, resnet18, resnet18_dilated
+from .unet import DehazeUNet
 
 MODELS = {
     "cnn": PlainCNN,
@@ -21,6 +22,7 @@ MODELS = {
     "plain18": plain18,
     "resnet18-dilated": resnet18_dilated,
     "aodnet": AODNet,
+    "dehaze-unet": DehazeUNet,
 }
 
 
@@ -38,5 +40,5 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["MODELS", "build_model", "count_parameters", "AlexNet", "AODNet", "BasicBlock", "DilatedCNN",
+__all__ = ["MODELS", "build_model", "count_parameters", "AlexNet", "AODNet", "BasicBlock", "DehazeUNet", "DilatedCNN",
            "HDCResult", "MLP", "PlainCNN", "ResNet", "hdc_check", "plain18", "resnet18", "resnet18_dilated"]
