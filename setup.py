@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 NO_ISOLATION = """\
 cnnext compiles C++ against the torch it will run with, and pip's isolated build environment hides
@@ -132,16 +133,14 @@ def cuda_toolkit_or_exit(torch):
 def write_build_config(torch, arch_list):
     """Writes the header that records what this build is compiled against (csrc/config.cpp reports it; cnnext checks
     at import that it runs with the same torch). Rewritten only when it changes, so that ninja rebuilds nothing else."""
-    folder = os.path.join("build", "generated")
+    header = Path("build", "generated", "cnnext_build_config.h").absolute()
     cuda = torch.version.cuda if arch_list else ""
-    text = "".join(f'#define CNNEXT_BUILD_{name} "{value}"\n' for name, value in
-                   [("TORCH_VERSION", torch.__version__), ("CUDA_VERSION", cuda), ("CUDA_ARCHS", arch_list or "")])
-    path = os.path.join(folder, "cnnext_build_config.h")
-    if not os.path.isfile(path) or open(path).read() != "#pragma once\n" + text:
-        os.makedirs(folder, exist_ok=True)
-        with open(path, "w") as f:
-            f.write("#pragma once\n" + text)
-    return os.path.abspath(folder)
+    record = {"TORCH_VERSION": torch.__version__, "CUDA_VERSION": cuda, "CUDA_ARCHS": arch_list or ""}
+    text = "#pragma once\n" + "".join(f'#define CNNEXT_BUILD_{name} "{value}"\n' for name, value in record.items())
+    if not header.is_file() or header.read_text() != text:
+        header.parent.mkdir(parents=True, exist_ok=True)
+        header.write_text(text)
+    return str(header.parent)
 
 
 def extension(torch, cuda_home):

@@ -45,6 +45,9 @@ def fresh_venv(path, share=True):
         if not (entry.name.lower().startswith(("cnnext", "__editable__")) or entry.suffix == ".pth"):
             (shared / entry.name).symlink_to(entry)
     (site / "shared.pth").write_text(f"{shared}\n")
+    # The venv's own setuptools (ensurepip's, older) would hide the shared one that torch's metadata asks for.
+    code, out = run([python, "-m", "pip", "uninstall", "-y", "setuptools"], path)
+    assert code == 0, out
     return python
 
 
