@@ -3,9 +3,11 @@ and residual networks."""
 from dataclasses import replace
 
 from cnnext.models import hdc_check
+from cnnext.receptive_field import path_counts
+from cnnext.report import plot_curves, plot_heatmaps
 
 from experiments.context import Experiment
-from experiments.outputs import mean_epoch_time, percent, write_outputs
+from experiments.outputs import mean_epoch_time, mean_std, write_outputs
 
 
 def run_conv(ctx):
@@ -41,7 +43,7 @@ def run_hparams(ctx):
             else:
                 seen.add(setting)
                 run, _ = ctx.train(name, "cnn", config=config, **options)
-            rows.append([key, value, name, percent(run["final"]["test_accuracy"]),
+            rows.append([key, value, name, mean_std(run, "test_accuracy"),
                          f"{run['final']['test_loss']:.4f}", f"{mean_epoch_time(run):.1f}"])
     write_outputs(ctx, ["One hyper-parameter at a time is changed from the baseline (3 blocks, 3x3 kernels, "
                         f"batch {ctx.config.batch_size}, lr {ctx.config.lr:g}):",
@@ -49,10 +51,11 @@ def run_hparams(ctx):
 
 
 def run_alexnet(ctx):
-    _, model = ctx.train("alexnet", "alexnet", width=ctx.settings["width"])
-    first_conv = "11x11 stride-4" if model.variant == "classic" else "3x3 stride-1 (for small images)"
+    ctx.train("alexnet", "alexnet", width=ctx.settings["width"])
+    classic = ctx.data.image_size >= 128  # AlexNet's variant='auto'
+    first_conv = "11x11 stride-4" if classic else "3x3 stride-1 (for small images)"
     ctx.train("cnn3", "cnn", num_blocks=3)
-    write_outputs(ctx, [f"AlexNet ({model.variant} variant: {first_conv} first conv, width "
+    write_outputs(ctx, [f"AlexNet ({'classic' if classic else 'small'} variant: {first_conv} first conv, width "
                         f"x{ctx.settings['width']:g}) against the 3-block plain CNN."])
 
 
@@ -90,27 +93,65 @@ def run_dilated(ctx):
 
 
 DILATION_RATES = [(1, 2, 5), (1, 2, 3), (1, 1, 1), (2, 4, 8), (1, 2, 9)]
+DEEP_PAIR = ("plain20", "plain56", "resnet20", "resnet56")
+
+
+def gridding_figure(ctx, rate_lists):
+    """Path counts from each input pixel to one output (cnnext.receptive_field.path_counts) per rate list:
+    white pixels inside the square are the holes of gridding."""
+    counts = [path_counts(rates) for rates in rate_lists]
+    titles = [f"rates {list(rates)}: {int((c == 0).sum())} holes" for rates, c in zip(rate_lists, counts)]
+    caption = ("Receptive field of one output of three stacked 3x3 dilated convolutions: colour = number of "
+               "paths from that input pixel, white = never seen (gridding)")
+    ctx.add_figure(plot_heatmaps(counts, titles, ctx.path("gridding.png"), "Gridding of the dilation rate lists",
+                                 "paths"), caption)
+    return counts
 
 
 def run_dilation(ctx):
     for rates in DILATION_RATES:
         ctx.train("hdc-" + "-".join(map(str, rates)), "hdc", rates=rates)
+    counts = gridding_figure(ctx, DILATION_RATES)
     rows = []
-    for rates, run in zip(DILATION_RATES, ctx.runs):
+    for rates, run, count in zip(DILATION_RATES, ctx.runs, counts):
         check = hdc_check(rates)
         rows.append([str(list(rates)), "yes" if check else "no", _sizes(ctx.data.image_size, rates),
-                     percent(run["final"]["test_accuracy"]), "; ".join(check.reasons) or "-"])
+                     f"{count.shape[0]} x {count.shape[0]}", int((count == 0).sum()),
+                     mean_std(run, "test_accuracy"), "; ".join(check.reasons) or "-"])
     write_outputs(ctx, ["The same unpadded 3-layer dilated network with other rate lists, including ones that "
-                        "break the Hybrid Dilated Convolution rule (`cnnext.hdc_check`):",
-                        (["rates", "HDC", "feature map sizes", "test accuracy", "why not HDC"], rows)])
+                        "break the Hybrid Dilated Convolution rule (`cnnext.hdc_check`). The receptive field "
+                        "column and the holes (input pixels inside it that reach the output through no path; "
+                        "`cnnext.receptive_field.path_counts`) show the gridding the rule forbids; see the "
+                        "gridding figure.",
+                        (["rates", "HDC", "feature map sizes", "receptive field", "holes", "test accuracy",
+                          "why not HDC"], rows)])
 
 
 def run_resnet(ctx):
-    ctx.train("resnet18", "resnet18", width=ctx.settings["width"])
-    ctx.train("plain18", "plain18", width=ctx.settings["width"])
+    width = ctx.settings["width"]
+    ctx.train("resnet18", "resnet18", width=width)
+    ctx.train("plain18", "plain18", width=width)
+    deep = [ctx.train(name, name)[0] for name in DEEP_PAIR]
+    ctx.add_figure(plot_curves(deep, ctx.path("depth_train_loss.png"), "plain vs residual at depth 20 and 56",
+                               splits=("train",), log_loss=True),
+                   "Training loss and accuracy of plain-20/56 and ResNet-20/56 (He et al. 2016, Fig. 6)")
+    loss = {run["name"]: run["final"]["train_loss"] for run in deep}
+    rows = [[run["name"], "yes" if run["name"].startswith("resnet") else "no", run["name"][-2:],
+             f"{run['parameters']:,}", mean_std(run, "train_loss", 1, 4, ""), mean_std(run, "test_accuracy")]
+            for run in deep]
+    verdict = (f"Deeper plain net trains worse (plain-56 training loss {loss['plain56']:.4f} vs plain-20 "
+               f"{loss['plain20']:.4f}): {'yes' if loss['plain56'] > loss['plain20'] else 'no'}. Residual "
+               f"connections fix it (ResNet-56 {loss['resnet56']:.4f} vs ResNet-20 {loss['resnet20']:.4f}): "
+               f"{'yes' if loss['resnet56'] <= loss['resnet20'] else 'no'}.")
     write_outputs(ctx, [f"ResNet-18 as the lab gives it (3x3 stem; stages 64, 128/2, 256/2, 512/2 of two basic "
                         f"blocks; 1x1 projection shortcuts where the shape changes; add before the ReLU) against "
-                        f"the same 18 layers without shortcuts (width x{ctx.settings['width']:g})."])
+                        f"the same 18 layers without shortcuts (width x{width:g}).",
+                        "The lab's slide (He et al. 2016): a deeper plain network trains *worse* than a "
+                        "shallower one, and shortcuts remove the degradation. The CIFAR networks of the paper "
+                        "(3x3/16 stem, three stages of n basic blocks with widths 16, 32, 64; 6n+2 layers) show "
+                        "it here with and without shortcuts, on the same data and recipe:",
+                        (["run", "shortcuts", "layers", "parameters", "final train loss", "test accuracy"], rows),
+                        verdict])
 
 
 def run_resnet_dilated(ctx):

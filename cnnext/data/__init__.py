@@ -29,10 +29,11 @@ class Data:
     image_size: int
     source: str        # where it came from, in words
     synthetic: bool
+    split: str = None  # how train and test were divided, in words
 
     def summary(self):
         return {"dataset": self.name, "task": self.task, "synthetic": self.synthetic, "source": self.source,
-                "classes": self.classes, "image_size": self.image_size,
+                "split": self.split, "classes": self.classes, "image_size": self.image_size,
                 "train_samples": len(self.train), "test_samples": len(self.test)}
 
 
@@ -49,9 +50,12 @@ def resolve_data_dir(data_dir=None):
     return path
 
 
-def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=None, augment=False, seed=0):
+def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=None, augment=False, seed=0,
+         split="lab"):
     """The train/test split of data set `name` ('vehicles', 'cifar10', 'dehaze') as a Data record.
 
+    split (vehicles): 'lab' = the last test_fraction of each class by file name, 'random' = a stratified random
+    split with the same fraction, seeded by `seed` (see cnnext.data.vehicles.split_files).
     limit_per_class caps samples per class (pairs for dehaze), for smoke tests. Without a data directory the
     synthetic stand-in of the same task is returned, with synthetic=True."""
     if name not in DATASETS:
@@ -73,10 +77,19 @@ def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=
         train, test = load_dehaze(folder, image_size, test_fraction, limit_per_class, augment, seed)
         return Data(name, task, train, test, None, image_size, f"real: {folder}", False)
     if name == "vehicles":
-        train, test, classes = load_vehicles(folder, image_size, test_fraction, limit_per_class, augment, seed)
-    else:
-        train, test, classes = load_cifar10(folder, image_size, limit_per_class, augment, seed)
-    return Data(name, task, train, test, classes, image_size, f"real: {folder}", False)
+        train, test, classes = load_vehicles(folder, image_size, test_fraction, limit_per_class, augment, seed,
+                                             split)
+        return Data(name, task, train, test, classes, image_size, f"real: {folder}", False,
+                    describe_split(split, test_fraction, seed))
+    train, test, classes = load_cifar10(folder, image_size, limit_per_class, augment, seed)
+    return Data(name, task, train, test, classes, image_size, f"real: {folder}", False,
+                "CIFAR-10's own train/test sets")
+
+
+def describe_split(split, test_fraction, seed):
+    if split == "lab":
+        return f"lab: the last {test_fraction:.0%} of each class by file name"
+    return f"random: stratified, {test_fraction:.0%} of each class, seed {seed}"
 
 
 __all__ = ["DATASETS", "Data", "DataLayoutError", "ImagePairs", "LabelledImages", "load", "load_cifar10",
