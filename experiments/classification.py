@@ -131,7 +131,9 @@ def run_resnet(ctx):
     width = ctx.settings["width"]
     ctx.train("resnet18", "resnet18", width=width)
     ctx.train("plain18", "plain18", width=width)
-    deep = [ctx.train(name, name)[0] for name in DEEP_PAIR]
+    # one seed and fewer epochs for the four deep CIFAR nets: the runtime budget (see docs/experiments.md)
+    deep_config = replace(ctx.config, epochs=min(ctx.settings["deep_epochs"], ctx.config.epochs))
+    deep = [ctx.train(name, name, config=deep_config, seeds=ctx.seeds[:1])[0] for name in DEEP_PAIR]
     ctx.add_figure(plot_curves(deep, ctx.path("depth_train_loss.png"), "plain vs residual at depth 20 and 56",
                                splits=("train",), log_loss=True),
                    "Training loss and accuracy of plain-20/56 and ResNet-20/56 (He et al. 2016, Fig. 6)")
@@ -164,18 +166,21 @@ def run_resnet_dilated(ctx):
 
 EXPERIMENTS = {e.name: e for e in [
     Experiment("conv", "Hand-written vs torch.nn convolution", "The lab's first experiment: the same plain CNN "
-               "built on the chosen backend's convolution and on torch.nn's: time, accuracy, loss.", run_conv),
+               "built on the chosen backend's convolution and on torch.nn's: time, accuracy, loss.", run_conv,
+               defaults={"seeds": 1}),
     Experiment("hparams", "Hyper-parameters of the plain CNN", "Number of conv blocks, kernel size, batch size "
-               "and learning rate, one at a time.", run_hparams),
+               "and learning rate, one at a time.", run_hparams, defaults={"seeds": 1}),
     Experiment("alexnet", "AlexNet", "AlexNet (Krizhevsky et al. 2012) against the plain CNN.", run_alexnet,
                defaults={"width": 0.5}, quick_image_size=32),
     Experiment("mlp", "MLP vs CNN", "The feed-forward network of the previous lab against the CNN.", run_mlp),
     Experiment("dilated", "Dilated (HDC) convolution network", "A Hybrid Dilated Convolution network against "
-               "the plain CNN.", run_dilated, defaults={"image_size": 32}, quick_image_size=32),
+               "the plain CNN.", run_dilated, defaults={"split": "random"}, quick_image_size=32),
     Experiment("dilation", "Dilation rates and the HDC rule", "Dilation rate lists that satisfy and that break "
-               "the HDC rule.", run_dilation, defaults={"image_size": 32}, quick_image_size=32),
-    Experiment("resnet", "ResNet-18 vs a plain 18-layer network", "Residual connections against the same depth "
-               "without them.", run_resnet, defaults={"image_size": 32, "epochs": 3, "batch_size": 64, "lr": 0.05}),
+               "the HDC rule.", run_dilation, defaults={"split": "random", "seeds": 1}, quick_image_size=32),
+    Experiment("resnet", "ResNet-18 vs a plain 18-layer network, and the degradation problem",
+               "Residual connections against the same depth without them: the lab's ResNet-18, and He et al.'s "
+               "plain/residual 20- and 56-layer CIFAR networks.", run_resnet,
+               defaults={"split": "random", "width": 0.25, "deep_epochs": 10}),
     Experiment("resnet-dilated", "ResNet-18 with dilated convolutions", "ResNet-18 against its dilated variant.",
-               run_resnet_dilated, defaults={"image_size": 32, "epochs": 3, "batch_size": 64, "lr": 0.05}),
+               run_resnet_dilated, defaults={"width": 0.25}),
 ]}

@@ -50,8 +50,8 @@ def common_options():
     on_off = argparse.BooleanOptionalAction
     group.add_argument("--augment", action=on_off, help="training augmentation: classification: random resized "
                        "crops, flips and strong photometric jitter (batched); dehaze: flips")
-    group.add_argument("--standardize", action=on_off, help="classification: per-image standardisation as the "
-                       "model's first layer")
+    group.add_argument("--standardize", choices=["none", "image", "channel"], help="classification: per-image "
+                       "standardisation as the model's first layer, over the whole image or per colour channel")
     group.add_argument("--ema", action=on_off, help="evaluate an exponential moving average of the weights")
     group.add_argument("--tta", action=on_off, help="classification: average predictions over image and mirror")
     group.add_argument("--bn-adapt", action=on_off, help="classification: re-estimate BatchNorm statistics on the "

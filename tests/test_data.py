@@ -94,6 +94,34 @@ def test_vehicles_any_size_resized_and_non_images_skipped(tmp_path):
     assert data.test[0][0].shape == (3, 12, 12)
 
 
+def fake_vehicles(root, counts={"bus": 10, "car": 25, "truck": 15}):
+    for name, count in counts.items():
+        for index in range(count):
+            write_image(root / "vehicles" / name / f"{name}{index:03d}.jpg", colour=(index * 9, 40, 90))
+    return root / "vehicles"
+
+
+def test_random_split_is_stratified_seeded_and_disjoint(tmp_path):
+    root = fake_vehicles(tmp_path)
+    lab_train, lab_test, _ = split_files(root, 0.2, split="lab")
+    train, test, classes = split_files(root, 0.2, split="random", seed=3)
+    assert not {p for p, _ in train} & {p for p, _ in test}
+    assert sorted(train + test) == sorted(lab_train + lab_test)
+    for label in range(len(classes)):   # the same number per class as the lab's rule
+        assert sum(l == label for _, l in test) == sum(l == label for _, l in lab_test)
+    assert set(test) != set(lab_test)
+    assert split_files(root, 0.2, split="random", seed=3) == (train, test, classes)
+    assert split_files(root, 0.2, split="random", seed=4)[1] != test
+
+
+def test_load_records_the_split(tmp_path):
+    fake_vehicles(tmp_path)
+    assert load("vehicles", tmp_path, 16, split="random", seed=2).split == "random: stratified, 20% of each class, seed 2"
+    assert load("vehicles", tmp_path, 16).split == "lab: the last 20% of each class by file name"
+    with pytest.raises(ValueError, match="split must be one of"):
+        split_files(tmp_path / "vehicles", split="shuffled")
+
+
 def test_split_last_rejects_a_bad_fraction():
     assert split_last(list(range(10)), 0.3) == (list(range(7)), [7, 8, 9])
     with pytest.raises(ValueError, match="test_fraction"):

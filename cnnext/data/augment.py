@@ -81,23 +81,27 @@ class BatchAugment:
     """Callable on a batch of inputs in [-1, 1]: random resized crop + flip (`geometric`), or a flip alone
     when `flip`, then photometric jitter of strength `photometric` ('none', 'light', 'strong')."""
 
-    def __init__(self, geometric=True, photometric="strong", flip=True, seed=0):
+    def __init__(self, geometric=True, photometric="strong", flip=True, crop_scale=(0.35, 1.0), seed=0):
         if photometric not in PHOTOMETRIC:
             raise ValueError(f"BatchAugment: photometric must be one of {list(PHOTOMETRIC)}, got {photometric!r}")
+        if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+            raise ValueError(f"BatchAugment: crop_scale must be (low, high) with 0 < low <= high <= 1, got {crop_scale}")
         self.geometric, self.photometric, self.flip = geometric, photometric, flip
+        self.crop_scale = tuple(crop_scale)
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, inputs):
         images = (inputs + 1) / 2
         if self.geometric:
-            images = random_resized_crop(images, self.generator, flip=self.flip)
+            images = random_resized_crop(images, self.generator, self.crop_scale, flip=self.flip)
         elif self.flip:
             images = random_flip(images, self.generator)
         images = photometric_jitter(images, self.generator, self.photometric)
         return images * 2 - 1
 
     def __repr__(self):
-        parts = (["random resized crop (scale 0.35-1)"] if self.geometric else []) + (["flip"] if self.flip else [])
+        low, high = self.crop_scale
+        parts = ([f"random resized crop (scale {low:g}-{high:g})"] if self.geometric else []) + (["flip"] if self.flip else [])
         if self.photometric != "none":
             parts.append(f"{self.photometric} photometric jitter")
         return " + ".join(parts) or "none"
