@@ -116,7 +116,8 @@ def test_random_split_is_stratified_seeded_and_disjoint(tmp_path):
 
 def test_load_records_the_split(tmp_path):
     fake_vehicles(tmp_path)
-    assert load("vehicles", tmp_path, 16, split="random", seed=2).split == "random: stratified, 20% of each class, seed 2"
+    random = load("vehicles", tmp_path, 16, split="random", seed=2)
+    assert random.split == "random: stratified, 20% of each class, seed 2"
     assert load("vehicles", tmp_path, 16).split == "lab: the last 20% of each class by file name"
     with pytest.raises(ValueError, match="split must be one of"):
         split_files(tmp_path / "vehicles", split="shuffled")

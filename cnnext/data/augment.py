@@ -85,7 +85,8 @@ class BatchAugment:
         if photometric not in PHOTOMETRIC:
             raise ValueError(f"BatchAugment: photometric must be one of {list(PHOTOMETRIC)}, got {photometric!r}")
         if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
-            raise ValueError(f"BatchAugment: crop_scale must be (low, high) with 0 < low <= high <= 1, got {crop_scale}")
+            raise ValueError(f"BatchAugment: crop_scale must be (low, high) with 0 < low <= high <= 1, "
+                             f"got {crop_scale}")
         self.geometric, self.photometric, self.flip = geometric, photometric, flip
         self.crop_scale = tuple(crop_scale)
         self.generator = torch.Generator().manual_seed(seed)
@@ -101,7 +102,8 @@ class BatchAugment:
 
     def __repr__(self):
         low, high = self.crop_scale
-        parts = ([f"random resized crop (scale {low:g}-{high:g})"] if self.geometric else []) + (["flip"] if self.flip else [])
+        parts = [f"random resized crop (scale {low:g}-{high:g})"] if self.geometric else []
+        parts += ["flip"] if self.flip else []
         if self.photometric != "none":
             parts.append(f"{self.photometric} photometric jitter")
         return " + ".join(parts) or "none"
