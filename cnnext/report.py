@@ -86,9 +86,8 @@ def plot_heatmaps(arrays, titles, path, suptitle, colorbar_label=""):
     for axis, array, title in zip(axes[0], arrays, titles):
         values = array.detach().cpu().numpy() if hasattr(array, "detach") else array
         masked = np.ma.masked_equal(values, 0)
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("white")
-        image = axis.imshow(masked, cmap=cmap, interpolation="nearest")
+        image = axis.imshow(masked, cmap=plt.get_cmap("viridis").with_extremes(bad="white"),
+                            interpolation="nearest")
         axis.set_xticks([])
         axis.set_yticks([])
         axis.set_title(title, fontsize="small")
