@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
@@ -34,6 +35,10 @@ class TrainConfig:
     progress: bool = None         # tqdm bars: None = only when stderr is a terminal
     loss: object = None           # training loss(outputs, targets) instead of the task's (cross-entropy, MSE);
                                   # test loss stays the task's, so runs compare
+    augment: object = None        # callable applied to each training batch of inputs (e.g. data.augment.BatchAugment)
+    ema_decay: float = None       # keep an exponential moving average of the weights and BatchNorm buffers,
+                                  # updated every step; it is what gets evaluated and what `fit` leaves in the model
+    label_smoothing: float = 0.0  # classification only
 
 
 # ----------------------------------------------------------------------------------------------- distributed
@@ -142,8 +147,10 @@ def _epoch_metrics(task, sums, prefix):
     return metrics
 
 
-def _loss(task, output, target):
-    return F.cross_entropy(output, target) if task == "classification" else F.mse_loss(output, target)
+def _loss(task, output, target, label_smoothing=0.0):
+    if task == "classification":
+        return F.cross_entropy(output, target, label_smoothing=label_smoothing)
+    return F.mse_loss(output, target)
 
 
 @torch.no_grad()
@@ -166,18 +173,6 @@ def evaluate(model, dataset, task, batch_size=64, device="cpu", max_batches=None
     if task == "classification":
         del totals["psnr"], totals["ssim"]
     return _epoch_metrics(task, totals, "test")
-
-
-@torch.no_grad()
-def confusion_matrix(model, dataset, num_classes, batch_size=64, device="cpu"):
-    """counts[true class][predicted class] of `model` over all of `dataset` (in this process)."""
-    model.eval()
-    counts = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    for inputs, targets in DataLoader(dataset, batch_size=batch_size):
-        predictions = model(inputs.to(device)).argmax(1).cpu()
-        counts += torch.bincount(targets * num_classes + predictions, minlength=num_classes ** 2).view(
-            num_classes, num_classes)
-    return counts.tolist()
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -216,7 +211,7 @@ def _progress_disabled(config):
     return None if config.progress is None else False
 
 
-def _train_epoch(model, optimizer, dataset, task, config, epoch, name):
+def _train_epoch(model, optimizer, dataset, task, config, epoch, name, average=None):
     model.train()
     loader = _train_loader(dataset, config, epoch)
     total = len(loader) if config.max_batches is None else min(len(loader), config.max_batches)
@@ -227,11 +222,15 @@ def _train_epoch(model, optimizer, dataset, task, config, epoch, name):
         if index >= total:
             break
         inputs, targets = inputs.to(config.device), targets.to(config.device)
+        if config.augment is not None:
+            inputs = config.augment(inputs)
         outputs = model(inputs)
-        loss = config.loss(outputs, targets) if config.loss is not None else _loss(task, outputs, targets)
+        loss = config.loss(outputs, targets) if config.loss is not None else _loss(task, outputs, targets, config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update_parameters(model.module if isinstance(model, DistributedDataParallel) else model)
         for key, value in _batch_sums(task, outputs.detach(), targets, loss.detach()).items():
             sums[key] += value
         bar.set_postfix(loss=f"{sums['loss'] / sums['count']:.4f}")
@@ -278,7 +277,8 @@ def fit(model, data, config, out_dir, name="model", signature=None):
 
     out_dir/checkpoint.pt is written after every epoch (by rank 0) and picked up again by a later call with
     the same `signature` (model, data and hyper-parameters, not the epoch count), so a run that was stopped
-    resumes, and a finished one is extended when called with more epochs."""
+    resumes, and a finished one is extended when called with more epochs. With config.ema_decay the test
+    metrics are those of the weight average, and `model` holds the average when fit returns."""
     torch.manual_seed(config.seed)
     out_dir = Path(out_dir)
     if is_main():
@@ -289,6 +289,9 @@ def fit(model, data, config, out_dir, name="model", signature=None):
     model = model.to(config.device)
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = _optimizer(model, config)
+    average = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+               if config.ema_decay else None)
+    evaluated = average.module if average is not None else model
     history, start_epoch = [], 0
     checkpoint_path = out_dir / CHECKPOINT
     state = _load_checkpoint(checkpoint_path, signature) if config.resume else None
@@ -299,6 +302,8 @@ def fit(model, data, config, out_dir, name="model", signature=None):
                              f"(or another --out) to train afresh")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if average is not None:
+            average.load_state_dict(state["average"])
         history, start_epoch = state["history"], state["epoch"]
         log(f"  resuming {name} from {checkpoint_path} after epoch {start_epoch}")
     trained = model
@@ -309,9 +314,9 @@ def fit(model, data, config, out_dir, name="model", signature=None):
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(config, epoch)
         started = time.perf_counter()
-        train_metrics = _train_epoch(trained, optimizer, data.train, data.task, config, epoch, name)
+        train_metrics = _train_epoch(trained, optimizer, data.train, data.task, config, epoch, name, average)
         train_time = time.perf_counter() - started
-        test_metrics = evaluate(model, data.test, data.task, config.batch_size, config.device, config.max_batches)
+        test_metrics = evaluate(evaluated, data.test, data.task, config.batch_size, config.device, config.max_batches)
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **train_metrics, **test_metrics,
                   "train_time_s": train_time, "epoch_time_s": time.perf_counter() - started}
         history.append(record)
@@ -319,7 +324,10 @@ def fit(model, data, config, out_dir, name="model", signature=None):
         if is_main():
             _save_checkpoint(checkpoint_path, {"epoch": epoch + 1, "model": model.state_dict(),
                                                "optimizer": optimizer.state_dict(), "history": history,
-                                               "signature": signature})
+                                               "signature": signature,
+                                               "average": average.state_dict() if average is not None else None})
+    if average is not None:
+        model.load_state_dict(average.module.state_dict())
     return {"name": name, "parameters": parameters, "history": history,
             "wall_time_s": sum(r["epoch_time_s"] for r in history),
             "resumed_from": start_epoch if state is not None else None,

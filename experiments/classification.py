@@ -3,9 +3,11 @@ and residual networks."""
 from dataclasses import replace
 
 from cnnext.models import hdc_check
+from cnnext.receptive_field import path_counts
+from cnnext.report import plot_curves, plot_heatmaps
 
 from experiments.context import Experiment
-from experiments.outputs import mean_epoch_time, percent, write_outputs
+from experiments.outputs import mean_epoch_time, mean_std, write_outputs
 
 
 def run_conv(ctx):
@@ -41,7 +43,7 @@ def run_hparams(ctx):
             else:
                 seen.add(setting)
                 run, _ = ctx.train(name, "cnn", config=config, **options)
-            rows.append([key, value, name, percent(run["final"]["test_accuracy"]),
+            rows.append([key, value, name, mean_std(run, "test_accuracy"),
                          f"{run['final']['test_loss']:.4f}", f"{mean_epoch_time(run):.1f}"])
     write_outputs(ctx, ["One hyper-parameter at a time is changed from the baseline (3 blocks, 3x3 kernels, "
                         f"batch {ctx.config.batch_size}, lr {ctx.config.lr:g}):",
@@ -49,10 +51,11 @@ def run_hparams(ctx):
 
 
 def run_alexnet(ctx):
-    _, model = ctx.train("alexnet", "alexnet", width=ctx.settings["width"])
-    first_conv = "11x11 stride-4" if model.variant == "classic" else "3x3 stride-1 (for small images)"
+    ctx.train("alexnet", "alexnet", width=ctx.settings["width"])
+    classic = ctx.data.image_size >= 128  # AlexNet's variant='auto'
+    first_conv = "11x11 stride-4" if classic else "3x3 stride-1 (for small images)"
     ctx.train("cnn3", "cnn", num_blocks=3)
-    write_outputs(ctx, [f"AlexNet ({model.variant} variant: {first_conv} first conv, width "
+    write_outputs(ctx, [f"AlexNet ({'classic' if classic else 'small'} variant: {first_conv} first conv, width "
                         f"x{ctx.settings['width']:g}) against the 3-block plain CNN."])
 
 
@@ -90,27 +93,73 @@ def run_dilated(ctx):
 
 
 DILATION_RATES = [(1, 2, 5), (1, 2, 3), (1, 1, 1), (2, 4, 8), (1, 2, 9)]
+DEEP_PAIR = ("plain20", "plain56", "resnet20", "resnet56")
+
+
+def gridding_figure(ctx, rate_lists):
+    """Path counts from each input pixel to one output (cnnext.receptive_field.path_counts) per rate list:
+    white pixels inside the square are the holes of gridding."""
+    counts = [path_counts(rates) for rates in rate_lists]
+    titles = [f"rates {list(rates)}: {int((c == 0).sum())} holes" for rates, c in zip(rate_lists, counts)]
+    caption = ("Receptive field of one output of three stacked 3x3 dilated convolutions: colour = number of "
+               "paths from that input pixel, white = never seen (gridding)")
+    ctx.add_figure(plot_heatmaps(counts, titles, ctx.path("gridding.png"), "Gridding of the dilation rate lists",
+                                 "paths"), caption)
+    return counts
 
 
 def run_dilation(ctx):
     for rates in DILATION_RATES:
         ctx.train("hdc-" + "-".join(map(str, rates)), "hdc", rates=rates)
+    counts = gridding_figure(ctx, DILATION_RATES)
     rows = []
-    for rates, run in zip(DILATION_RATES, ctx.runs):
+    for rates, run, count in zip(DILATION_RATES, ctx.runs, counts):
         check = hdc_check(rates)
         rows.append([str(list(rates)), "yes" if check else "no", _sizes(ctx.data.image_size, rates),
-                     percent(run["final"]["test_accuracy"]), "; ".join(check.reasons) or "-"])
+                     f"{count.shape[0]} x {count.shape[0]}", int((count == 0).sum()),
+                     mean_std(run, "test_accuracy"), "; ".join(check.reasons) or "-"])
     write_outputs(ctx, ["The same unpadded 3-layer dilated network with other rate lists, including ones that "
-                        "break the Hybrid Dilated Convolution rule (`cnnext.hdc_check`):",
-                        (["rates", "HDC", "feature map sizes", "test accuracy", "why not HDC"], rows)])
+                        "break the Hybrid Dilated Convolution rule (`cnnext.hdc_check`). The receptive field "
+                        "column and the holes (input pixels inside it that reach the output through no path; "
+                        "`cnnext.receptive_field.path_counts`) show the gridding the rule forbids; see the "
+                        "gridding figure.",
+                        (["rates", "HDC", "feature map sizes", "receptive field", "holes", "test accuracy",
+                          "why not HDC"], rows)])
 
 
 def run_resnet(ctx):
-    ctx.train("resnet18", "resnet18", width=ctx.settings["width"])
-    ctx.train("plain18", "plain18", width=ctx.settings["width"])
+    width = ctx.settings["width"]
+    ctx.train("resnet18", "resnet18", width=width)
+    ctx.train("plain18", "plain18", width=width)
+    # one seed and fewer epochs for the four deep CIFAR nets: the runtime budget (see docs/experiments.md)
+    deep_config = replace(ctx.config, epochs=min(ctx.settings["deep_epochs"], ctx.config.epochs))
+    deep = [ctx.train(name, name, config=deep_config, seeds=ctx.seeds[:1])[0] for name in DEEP_PAIR]
+    ctx.add_figure(plot_curves(deep, ctx.path("depth_train_loss.png"), "plain vs residual at depth 20 and 56",
+                               splits=("train",), log_loss=True),
+                   "Training loss and accuracy of plain-20/56 and ResNet-20/56 (He et al. 2016, Fig. 6)")
+    loss = {run["name"]: run["final"]["train_loss"] for run in deep}
+    rows = [[run["name"], "yes" if run["name"].startswith("resnet") else "no", run["name"][-2:],
+             f"{run['parameters']:,}", mean_std(run, "train_loss", 1, 4, ""), mean_std(run, "test_accuracy")]
+            for run in deep]
+    steps = deep[0]["per_seed"][0]["history"][-1]["epoch"] * -(-len(ctx.data.train) // ctx.config.batch_size)
+    plain_degrades = loss["plain56"] > loss["plain20"]
+    verdict = (f"After {steps} steps: the deeper plain net trains {'worse' if plain_degrades else 'no worse'} than "
+               f"the shallower one (training loss plain-56 {loss['plain56']:.4f}, plain-20 {loss['plain20']:.4f}); "
+               f"with shortcuts the 56-layer net trains "
+               f"{'better' if loss['resnet56'] < loss['plain56'] else 'no better'} than plain-56 "
+               f"({loss['resnet56']:.4f}) and "
+               f"{'as well as or better than' if loss['resnet56'] <= loss['resnet20'] else 'still worse than'} "
+               f"ResNet-20 ({loss['resnet20']:.4f}). He et al. train for 64,000 steps; the training-loss figure "
+               f"shows whether a curve was still falling.")
     write_outputs(ctx, [f"ResNet-18 as the lab gives it (3x3 stem; stages 64, 128/2, 256/2, 512/2 of two basic "
                         f"blocks; 1x1 projection shortcuts where the shape changes; add before the ReLU) against "
-                        f"the same 18 layers without shortcuts (width x{ctx.settings['width']:g})."])
+                        f"the same 18 layers without shortcuts (width x{width:g}).",
+                        "The lab's slide (He et al. 2016): a deeper plain network trains *worse* than a "
+                        "shallower one, and shortcuts remove the degradation. The CIFAR networks of the paper "
+                        "(3x3/16 stem, three stages of n basic blocks with widths 16, 32, 64; 6n+2 layers) show "
+                        "it here with and without shortcuts, on the same data and recipe:",
+                        (["run", "shortcuts", "layers", "parameters", "final train loss", "test accuracy"], rows),
+                        verdict])
 
 
 def run_resnet_dilated(ctx):
@@ -123,18 +172,21 @@ def run_resnet_dilated(ctx):
 
 EXPERIMENTS = {e.name: e for e in [
     Experiment("conv", "Hand-written vs torch.nn convolution", "The lab's first experiment: the same plain CNN "
-               "built on the chosen backend's convolution and on torch.nn's: time, accuracy, loss.", run_conv),
+               "built on the chosen backend's convolution and on torch.nn's: time, accuracy, loss.", run_conv,
+               defaults={"seeds": 1}),
     Experiment("hparams", "Hyper-parameters of the plain CNN", "Number of conv blocks, kernel size, batch size "
-               "and learning rate, one at a time.", run_hparams),
+               "and learning rate, one at a time.", run_hparams, defaults={"seeds": 1}),
     Experiment("alexnet", "AlexNet", "AlexNet (Krizhevsky et al. 2012) against the plain CNN.", run_alexnet,
                defaults={"width": 0.5}, quick_image_size=32),
     Experiment("mlp", "MLP vs CNN", "The feed-forward network of the previous lab against the CNN.", run_mlp),
     Experiment("dilated", "Dilated (HDC) convolution network", "A Hybrid Dilated Convolution network against "
-               "the plain CNN.", run_dilated, defaults={"image_size": 32}, quick_image_size=32),
+               "the plain CNN.", run_dilated, defaults={"split": "random"}, quick_image_size=32),
     Experiment("dilation", "Dilation rates and the HDC rule", "Dilation rate lists that satisfy and that break "
-               "the HDC rule.", run_dilation, defaults={"image_size": 32}, quick_image_size=32),
-    Experiment("resnet", "ResNet-18 vs a plain 18-layer network", "Residual connections against the same depth "
-               "without them.", run_resnet, defaults={"image_size": 32, "epochs": 3, "batch_size": 64, "lr": 0.05}),
+               "the HDC rule.", run_dilation, defaults={"split": "random", "seeds": 1}, quick_image_size=32),
+    Experiment("resnet", "ResNet-18 vs a plain 18-layer network, and the degradation problem",
+               "Residual connections against the same depth without them: the lab's ResNet-18, and He et al.'s "
+               "plain/residual 20- and 56-layer CIFAR networks.", run_resnet,
+               defaults={"split": "random", "width": 0.25, "deep_epochs": 10}),
     Experiment("resnet-dilated", "ResNet-18 with dilated convolutions", "ResNet-18 against its dilated variant.",
-               run_resnet_dilated, defaults={"image_size": 32, "epochs": 3, "batch_size": 64, "lr": 0.05}),
+               run_resnet_dilated, defaults={"width": 0.25}),
 ]}

@@ -1,16 +1,33 @@
 """What every experiment shares: its description (Experiment) and its resolved settings, data, output folder
-and trained runs (Context)."""
+and trained runs (Context). Context.train trains one model variant over every seed, evaluates each final
+model with the test-time methods (cnnext.testtime) and keeps the per-seed records and their mean and spread."""
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cnnext import data as datasets
-from cnnext.models import build_model
-from cnnext.train import TrainConfig, confusion_matrix, fit, is_main, log
+from cnnext.data.augment import BatchAugment
+from cnnext.models import build_model, standardized
+from cnnext.testtime import majority_baseline, test_time_variants
+from cnnext.train import TrainConfig, fit, is_main, log
 
 QUICK = {"epochs": 2, "batch_size": 8, "max_batches": 2, "limit_per_class": 12, "seeds": 1}
+
+# The classification recipe every experiment starts from (measured on the vehicles: docs/experiments.md);
+# an experiment's `defaults` and the command line override it.
+CLASSIFICATION = {"dataset": "vehicles", "split": "lab", "seeds": 3, "epochs": 15, "batch_size": 32, "lr": 0.05,
+                  "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.1, "image_size": 32, "width": 1.0,
+                  "augment": True, "photometric": "strong", "geometric": False, "crop_scale": (0.35, 1.0),
+                  "standardize": "image", "ema": True, "ema_decay": 0.99, "tta": True,
+                  "bn_adapt": None}  # None: on for the lab split (its test set is shifted), off for a random one
+DEHAZE = {"dataset": "dehaze", "split": "lab", "seeds": 1, "epochs": 10, "batch_size": 32, "lr": 0.01,
+          "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.0, "image_size": 64, "width": 1.0,
+          "augment": False, "ema": False, "ema_decay": 0.99}
+OVERRIDES = ("dataset", "split", "seeds", "epochs", "batch_size", "lr", "image_size", "width", "augment",
+             "standardize", "ema", "tta", "bn_adapt")
 
 
 @dataclass
@@ -24,33 +41,48 @@ class Experiment:
     quick_image_size: int = 16
 
 
+def resolve_settings(experiment, args):
+    """The experiment's settings: the task's recipe, then the experiment's defaults, then --quick, then the
+    options given on the command line."""
+    settings = {**(DEHAZE if experiment.task == "dehaze" else CLASSIFICATION), **experiment.defaults}
+    if args.quick:
+        settings.update(QUICK, image_size=experiment.quick_image_size, width=settings["width"] / 4)
+    for key in OVERRIDES:
+        if getattr(args, key, None) is not None:
+            settings[key] = getattr(args, key)
+    if settings.get("bn_adapt", False) is None:
+        settings["bn_adapt"] = settings["split"] == "lab"
+    if settings["seeds"] < 1:
+        raise SystemExit(f"run.py {experiment.name}: --seeds must be at least 1, got {settings['seeds']}")
+    return settings
+
+
 class Context:
     """One experiment's resolved settings, data and output folder; trains its model variants and keeps them."""
 
     def __init__(self, experiment, args):
         self.experiment, self.args = experiment, args
-        settings = {"dataset": "dehaze" if experiment.task == "dehaze" else "vehicles", "epochs": 10,
-                    "batch_size": 32, "lr": 0.01, "optimizer": "sgd", "weight_decay": 5e-4, "image_size": 64,
-                    "width": 1.0, **experiment.defaults}
-        if args.quick:
-            settings.update(QUICK, image_size=experiment.quick_image_size, width=settings["width"] / 4)
-        for key in ("dataset", "epochs", "batch_size", "lr", "image_size", "width"):
-            if getattr(args, key) is not None:
-                settings[key] = getattr(args, key)
+        settings = resolve_settings(experiment, args)
         self._check_dataset(settings["dataset"])
         self.settings = settings
         self.backend = args.backend
+        self.seeds = [args.seed + offset for offset in range(settings["seeds"])]
         self.out = Path(args.out or Path("runs") / experiment.name)
         self.config = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
                                   optimizer=settings["optimizer"], weight_decay=settings["weight_decay"],
                                   device=args.device, seed=args.seed, max_batches=settings.get("max_batches"),
-                                  resume=not args.no_resume)
+                                  resume=not args.no_resume, label_smoothing=settings["label_smoothing"],
+                                  ema_decay=settings["ema_decay"] if settings["ema"] else None)
         self.data = self.load_data(settings["image_size"])
         self.runs, self.figures = [], []
+        self.baseline = None
+        if self.data.task == "classification":
+            self.baseline = majority_baseline(self.data.train.labels, self.data.test.labels, len(self.data.classes))
         label = "BUNDLED sample data, not the lab's images" if self.data.bundled else "real data"
         log(f"== {experiment.name}: {experiment.title}\n   {self.data.name} from {self.data.source} "
-            f"[{label}]: {len(self.data.train)} train / {len(self.data.test)} test, {settings['image_size']} px; "
-            f"backend {self.backend}, device {args.device}, out {self.out}")
+            f"[{label}]: {len(self.data.train)} train / {len(self.data.test)} test"
+            f"{', split ' + self.data.split if self.data.split else ''}, {settings['image_size']} px, "
+            f"seeds {self.seeds}; backend {self.backend}, device {args.device}, out {self.out}")
         if self.data.skipped:
             log(f"   skipped {len(self.data.skipped)} unreadable image file(s), e.g. {self.data.skipped[0]} "
                 f"(all listed in metrics.json and the report)")
@@ -62,14 +94,16 @@ class Context:
                              f"{self.experiment.task} experiment, got {dataset!r}")
 
     def load_data(self, image_size):
-        """The data set; each unreadable image file the loaders skip is logged as one line naming it."""
+        """The data set. Classification inputs are augmented batch-wise in the training loop (config.augment), so
+        the loaders' own per-sample augmentation is only used for dehazing. Each unreadable image file the
+        loaders skip is logged as one line naming it."""
+        dataset_augment = self.settings["augment"] and self.experiment.task == "dehaze"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", datasets.UnreadableImageWarning)
             data = datasets.load(self.settings["dataset"], self.args.data, image_size,
                                  test_fraction=self.args.test_fraction,
-                                 limit_per_class=self.settings.get("limit_per_class"),
-                                 augment=self.args.augment or self.settings.get("augment", False),
-                                 seed=self.args.seed)
+                                 limit_per_class=self.settings.get("limit_per_class"), augment=dataset_augment,
+                                 seed=self.args.seed, split=self.settings["split"])
         for warning in caught:
             if issubclass(warning.category, datasets.UnreadableImageWarning):
                 log(f"   warning: {warning.message}")
@@ -77,27 +111,109 @@ class Context:
                 warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
         return data
 
-    def train(self, run_name, model_name, backend=None, data=None, config=None, **options):
-        """Builds model `model_name` with `options`, trains it as `run_name`, records and returns (run, model)."""
+    def augmentation(self, seed):
+        if self.data.task != "classification" or not self.settings["augment"]:
+            return None
+        return BatchAugment(self.settings["geometric"], self.settings["photometric"],
+                            crop_scale=self.settings["crop_scale"], seed=seed)
+
+    def methods(self):
+        """The methods in use, in words (for reports)."""
+        s = self.settings
+        if self.data.task != "classification":
+            return {"augmentation": "flips" if s["augment"] else "none",
+                    "weight averaging": f"EMA decay {s['ema_decay']}" if s["ema"] else "none"}
+        return {"input": {"image": "per-image standardisation", "channel": "per-image, per-channel standardisation",
+                          "none": "images scaled to [-1, 1]"}[s["standardize"]],
+                "augmentation": repr(self.augmentation(0)) if s["augment"] else "none",
+                "weight averaging": f"EMA of weights and BN buffers, decay {s['ema_decay']}" if s["ema"] else
+                                    "none (last weights)",
+                "test-time augmentation": "mean of image and mirror" if s["tta"] else "none",
+                "unsupervised domain adaptation": "BatchNorm statistics re-estimated on the unlabelled test images"
+                                                  if s["bn_adapt"] else "none"}
+
+    def test_variant(self):
+        """The cnnext.testtime variant whose accuracy is reported: 'plain', 'tta', 'bn-adapt' or 'bn-adapt+tta'."""
+        parts = (["bn-adapt"] if self.settings["bn_adapt"] else []) + (["tta"] if self.settings["tta"] else [])
+        return "+".join(parts) or "plain"
+
+    def train(self, run_name, model_name, backend=None, data=None, config=None, seeds=None, **options):
+        """Builds model `model_name` with `options` and trains it once per seed as `run_name`; records and
+        returns (run, model of the last seed). run['final'] holds the means over the seeds, run['final_std']
+        their standard deviations, run['per_seed'] the single runs."""
         backend = backend or self.backend
         data = data or self.data
         config = config or self.config
         if data.task == "classification":
             options = {"num_classes": len(data.classes), "image_size": data.image_size, **options}
-        torch.manual_seed(config.seed)
-        model = build_model(model_name, backend=backend, **options)
-        signature = {"model": model_name, "backend": backend, "options": options, "data": data.summary()}
-        run = fit(model, data, config, self.out / run_name, run_name, signature)
+        per_seed = []
+        for seed in seeds or self.seeds:
+            record, model = self._train_seed(run_name, model_name, backend, data, config, seed, options)
+            per_seed.append(record)
+        run = aggregate(run_name, per_seed)
         run.update(model=model_name, backend=backend, options=options, batch_size=config.batch_size, lr=config.lr,
                    image_size=data.image_size)
-        if data.task == "classification" and is_main():
-            run["confusion"] = confusion_matrix(model, data.test, len(data.classes), config.batch_size,
-                                                config.device)
         self.runs.append(run)
         return run, model
+
+    def _train_seed(self, run_name, model_name, backend, data, config, seed, options):
+        torch.manual_seed(seed)
+        model = build_model(model_name, backend=backend, **options)
+        standardize = self.settings.get("standardize", "none") if data.task == "classification" else "none"
+        if standardize != "none":
+            model = standardized(model, per_channel=standardize == "channel")
+        config = replace(config, seed=seed, augment=self.augmentation(seed))
+        signature = {"model": model_name, "backend": backend, "options": options, "data": data.summary(),
+                     "standardize": standardize}
+        record = fit(model, data, config, self.out / run_name / f"seed{seed}", f"{run_name} seed {seed}", signature)
+        record["seed"] = seed
+        if data.task == "classification" and is_main():
+            variants = test_time_variants(model, data.test, len(data.classes), config.batch_size, config.device)
+            chosen = variants[self.test_variant()]
+            record["test_time"] = variants
+            record["final"] = {**record["final"], "test_accuracy": chosen["accuracy"],
+                               **{f"test_accuracy_{name}": v["accuracy"] for name, v in variants.items()}}
+            record.update(confusion=chosen["confusion"], per_class_accuracy=chosen["recall"],
+                          precision=chosen["precision"], f1=chosen["f1"])
+        return record, model
 
     def path(self, name):
         return self.out / name
 
     def add_figure(self, path, caption):
         self.figures.append((Path(path), caption))
+
+
+def aggregate(name, per_seed):
+    """One record for the runs of a model over several seeds: means and standard deviations (ddof 0) of every
+    number in 'final' and of the per-class lists, the epoch-wise mean history, the summed wall time."""
+    first = per_seed[0]
+    final, final_std = {}, {}
+    for key, value in first["final"].items():
+        if isinstance(value, (int, float)):
+            values = np.array([record["final"][key] for record in per_seed], dtype=float)
+            final[key], final_std[key] = float(values.mean()), float(values.std())
+    run = {"name": name, "parameters": first["parameters"], "seeds": [r["seed"] for r in per_seed],
+           "per_seed": per_seed, "final": final, "final_std": final_std,
+           "history": _mean_history([r["history"] for r in per_seed]),
+           "wall_time_s": sum(r["wall_time_s"] for r in per_seed),
+           "resumed_from": [r["resumed_from"] for r in per_seed]}
+    for key in ("per_class_accuracy", "precision", "f1"):
+        if key in first:
+            values = np.array([r[key] for r in per_seed], dtype=float)
+            run[key], run[key + "_std"] = values.mean(0).tolist(), values.std(0).tolist()
+    if "confusion" in first:
+        run["confusion"] = np.sum([r["confusion"] for r in per_seed], axis=0).tolist()
+    return run
+
+
+def _mean_history(histories):
+    length = min(len(h) for h in histories)
+    mean = []
+    for epoch in range(length):
+        records = [h[epoch] for h in histories]
+        mean.append({key: float(np.mean([r[key] for r in records])) for key in records[0]
+                     if isinstance(records[0][key], (int, float))})
+        mean[-1].update({f"{key}_std": float(np.std([r[key] for r in records])) for key in records[0]
+                         if key.endswith(("_loss", "_accuracy", "_psnr"))})
+    return mean

@@ -37,10 +37,10 @@ def _training_data(ctx, seed):
 def _train_over_seeds(ctx, model_name, loss):
     """One run per seed (weight initialisation, batch order, crops); the model of the last seed."""
     runs, model = [], None
-    for seed in range(ctx.args.seed, ctx.args.seed + ctx.settings.get("seeds", 1)):
-        config = replace(ctx.config, seed=seed, loss=L1SSIMLoss(ctx.settings["ssim_weight"]) if loss != "mse" else None)
+    for seed in ctx.seeds:  # one ctx.train call per seed: the training crops are drawn with the seed too
+        config = replace(ctx.config, loss=L1SSIMLoss(ctx.settings["ssim_weight"]) if loss != "mse" else None)
         run, model = ctx.train(f"{model_name}-seed{seed}", model_name, data=_training_data(ctx, seed), config=config,
-                               **ctx.settings.get(model_name, {}))
+                               seeds=[seed], **ctx.settings.get(model_name, {}))
         run["seed"] = seed
         runs.append(run)
     return runs, model

@@ -3,6 +3,7 @@ import shlex
 import sys
 
 from cnnext.report import Report, plot_bars, plot_curves, write_json
+from cnnext.testtime import VARIANTS
 from cnnext.train import environment, is_main, log
 
 
@@ -23,21 +24,60 @@ def _mean_pixel_values(data):
     return f"train {mean(data.train):.1f}, test {mean(data.test):.1f}"
 
 
-def results_table(runs):
+def mean_std(run, key, scale=100, digits=1, unit="%"):
+    """'mean ± std' of run['final'][key] over its seeds (the std only with more than one seed)."""
+    mean = scale * run["final"][key]
+    if len(run.get("seeds", [])) > 1:
+        return f"{mean:.{digits}f} ± {scale * run['final_std'][key]:.{digits}f}{unit}"
+    return f"{mean:.{digits}f}{unit}"
+
+
+def _per_class(run, key, index):
+    value = 100 * run[key][index]
+    if len(run.get("seeds", [])) > 1:
+        return f"{value:.1f} ± {100 * run[key + '_std'][index]:.1f}%"
+    return f"{value:.1f}%"
+
+
+def results_table(runs, baseline=None):
     if runs and "test_accuracy" in runs[0]["final"]:
-        headers = ["run", "model", "backend", "parameters", "train loss", "test loss", "test accuracy",
-                   "best test accuracy", "train time / epoch (s)", "wall time (s)"]
-        rows = [[r["name"], r["model"], r["backend"], f"{r['parameters']:,}", f"{r['final']['train_loss']:.4f}",
-                 f"{r['final']['test_loss']:.4f}", percent(r["final"]["test_accuracy"]),
-                 percent(max(h["test_accuracy"] for h in r["history"])), f"{mean_epoch_time(r):.1f}",
+        headers = ["run", "model", "backend", "parameters", "seeds", "train loss", "test loss (last epoch)",
+                   "test accuracy", "train time / epoch (s)", "wall time, all seeds (s)"]
+        rows = [[r["name"], r["model"], r["backend"], f"{r['parameters']:,}", len(r["seeds"]),
+                 mean_std(r, "train_loss", 1, 4, ""), mean_std(r, "test_loss", 1, 4, ""),
+                 "**" + mean_std(r, "test_accuracy") + "**", f"{mean_epoch_time(r):.1f}",
                  f"{r['wall_time_s']:.1f}"] for r in runs]
+        if baseline is not None:
+            rows.append(["majority class (baseline)", "-", "-", "0", "-", "-", "-", percent(baseline["accuracy"]),
+                         "-", "-"])
     else:
-        headers = ["run", "model", "backend", "parameters", "train loss", "test loss (MSE)", "test PSNR (dB)",
-                   "test SSIM", "train time / epoch (s)", "wall time (s)"]
-        rows = [[r["name"], r["model"], r["backend"], f"{r['parameters']:,}", f"{r['final']['train_loss']:.5f}",
-                 f"{r['final']['test_loss']:.5f}", f"{r['final']['test_psnr']:.2f}", f"{r['final']['test_ssim']:.4f}",
+        headers = ["run", "model", "backend", "parameters", "seeds", "train loss", "test loss (MSE)",
+                   "test PSNR (dB)", "test SSIM", "train time / epoch (s)", "wall time (s)"]
+        rows = [[r["name"], r["model"], r["backend"], f"{r['parameters']:,}", len(r["seeds"]),
+                 mean_std(r, "train_loss", 1, 5, ""), mean_std(r, "test_loss", 1, 5, ""),
+                 mean_std(r, "test_psnr", 1, 2, ""), mean_std(r, "test_ssim", 1, 4, ""),
                  f"{mean_epoch_time(r):.1f}", f"{r['wall_time_s']:.1f}"] for r in runs]
     return headers, rows
+
+
+def per_class_tables(ctx):
+    """Per-class accuracy (recall) with the baseline row, and per-class precision / F1, as report tables."""
+    classes, runs = ctx.data.classes, ctx.runs
+    accuracy = (["run"] + classes, [[r["name"]] + [_per_class(r, "per_class_accuracy", i)
+                                                   for i in range(len(classes))] for r in runs]
+                + [["majority class (baseline)"] + [percent(v) for v in ctx.baseline["recall"]]])
+    quality = (["run"] + [f"{c} precision / F1" for c in classes],
+               [[r["name"]] + [f"{100 * r['precision'][i]:.1f}% / {100 * r['f1'][i]:.1f}%"
+                               for i in range(len(classes))] for r in runs])
+    return accuracy, quality
+
+
+def test_time_table(ctx):
+    """Test accuracy of each run's final model under every test-time method (cnnext.testtime), mean ± std."""
+    names = {"plain": "final model", "tta": "+ flip TTA", "bn-adapt": "BN re-estimated on test images",
+             "bn-adapt+tta": "BN re-estimated + flip TTA"}
+    headers = ["run"] + [names[v] + (" (reported)" if v == ctx.test_variant() else "") for v in VARIANTS]
+    return headers, [[r["name"]] + [mean_std(r, f"test_accuracy_{v}") for v in VARIANTS] for r in ctx.runs]
 
 
 def standard_figures(ctx):
@@ -45,14 +85,18 @@ def standard_figures(ctx):
     runs = [run for run in ctx.runs if run["history"]]
     if not runs:
         return
+    seeds = len(ctx.seeds)
     ctx.add_figure(plot_curves(runs, ctx.path("curves.png"), ctx.experiment.title),
                    "Loss and " + ("accuracy" if ctx.data.task == "classification" else "PSNR")
-                   + " per epoch (train solid, test dashed)")
+                   + " per epoch (train solid, test dashed)" + (f"; mean over {seeds} seeds, band ± 1 std"
+                                                                 if seeds > 1 else ""))
     if ctx.data.task == "classification":
         names = [run["name"] for run in runs]
+        errors = [100 * run["final_std"]["test_accuracy"] for run in runs] if seeds > 1 else None
+        caption = "Test accuracy of the final model" + (f" (mean ± std over {seeds} seeds)" if seeds > 1 else "")
         ctx.add_figure(plot_bars(names, [100 * run["final"]["test_accuracy"] for run in runs],
-                                 ctx.path("accuracy.png"), "test accuracy (%)", "Test accuracy after the last epoch"),
-                       "Test accuracy after the last epoch")
+                                 ctx.path("accuracy.png"), "test accuracy (%)", caption, errors=errors,
+                                 reference=(100 * ctx.baseline["accuracy"], "majority class")), caption)
         ctx.add_figure(plot_bars(names, [mean_epoch_time(run) for run in runs], ctx.path("time.png"),
                                  "seconds", "Training time per epoch", "{:.2f}"),
                        "Training time per epoch (forward + backward + update)")
@@ -68,8 +112,11 @@ def write_outputs(ctx, notes=(), extra=None):
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     write_json(ctx.path("metrics.json"), {
         "experiment": ctx.experiment.name, "title": ctx.experiment.title, "command": command,
-        "bundled_data": ctx.data.bundled, "data": ctx.data.summary(), "settings": ctx.settings,
-        "quick": ctx.args.quick, "environment": env, "runs": ctx.runs, "extra": extra or {}})
+        "bundled_data": ctx.data.bundled, "data": ctx.data.summary(), "split": ctx.data.split,
+        "test_fraction": ctx.args.test_fraction, "seeds": ctx.seeds, "settings": ctx.settings,
+        "methods": ctx.methods(), "reported_test_variant": ctx.test_variant() if ctx.baseline else None,
+        "majority_baseline": ctx.baseline, "quick": ctx.args.quick, "environment": env, "runs": ctx.runs,
+        "extra": extra or {}})
     report = Report(f"{ctx.experiment.title}")
     if ctx.data.bundled:
         report.paragraph("> **Bundled sample data, not the lab's images.** No data directory was given (`--data` or "
@@ -85,28 +132,35 @@ def write_outputs(ctx, notes=(), extra=None):
     report.table(["", ""], [
         ["command", f"`{command}`"],
         ["data", f"{summary['dataset']} ({summary['source']})"],
-        ["samples", f"{summary['train_samples']} train / {summary['test_samples']} test"
-                    + (f", test = last {ctx.args.test_fraction:.0%} of each class by file name"
-                       if summary["dataset"] == "vehicles" else "")],
+        ["samples", f"{summary['train_samples']} train / {summary['test_samples']} test"],
+        ["split", ctx.data.split or "-"],
         ["classes", ", ".join(summary["classes"]) if summary["classes"] else "-"],
         ["image size", f"{summary['image_size']} x {summary['image_size']}"],
         ["mean pixel value (0-255)", _mean_pixel_values(ctx.data)],
         ["training", f"{ctx.settings['epochs']} epochs, batch {ctx.settings['batch_size']}, "
-                     f"{ctx.settings['optimizer']} lr {ctx.settings['lr']} (cosine), weight decay "
-                     f"{ctx.settings['weight_decay']}, augmentation "
-                     f"{'on' if ctx.args.augment or ctx.settings.get('augment') else 'off'}, "
-                     f"seed {ctx.args.seed}"],
+                     f"{ctx.settings['optimizer']} lr {ctx.settings['lr']} (cosine to 0), weight decay "
+                     f"{ctx.settings['weight_decay']}"
+                     + (f", label smoothing {ctx.settings['label_smoothing']}"
+                        if ctx.settings["label_smoothing"] else "")],
+        ["seeds", f"{', '.join(map(str, ctx.seeds))} (model initialisation and batch order; the split is fixed "
+                  f"by --seed {ctx.args.seed})" if len(ctx.seeds) > 1 else str(ctx.seeds[0])],
+    ] + [[name, value] for name, value in ctx.methods().items()] + [
         ["conv kernels", f"backend `{ctx.backend}` (comparison runs name theirs)"],
         ["environment", f"torch {env['torch']}, {env['threads']} threads, {env['processor']}, device {env['device']}, "
                         f"{env['world_size']} process(es)"],
     ])
     report.heading("Results")
-    report.table(*results_table(ctx.runs))
+    report.table(*results_table(ctx.runs, ctx.baseline))
     if ctx.data.task == "classification" and ctx.runs:
-        report.paragraph("Test accuracy per class (rows of the confusion matrix in metrics.json):")
-        report.table(["run"] + ctx.data.classes,
-                     [[run["name"]] + [percent(row[i] / max(sum(row), 1)) for i, row in enumerate(run["confusion"])]
-                      for run in ctx.runs])
+        accuracy, quality = per_class_tables(ctx)
+        report.paragraph("Test accuracy per class (recall; the rows of the confusion matrices in metrics.json):")
+        report.table(*accuracy)
+        report.paragraph("Per-class precision and F1 (scikit-learn), mean over the seeds:")
+        report.table(*quality)
+        report.paragraph("The same final models under each test-time method (weights never see a test label; "
+                         "re-estimating BatchNorm statistics on the test images is transductive, unsupervised "
+                         "domain adaptation):")
+        report.table(*test_time_table(ctx))
     for note in notes:
         if isinstance(note, tuple):
             report.table(*note)

@@ -14,6 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cnnext import data as datasets  # noqa: E402
+from cnnext.data.vehicles import SPLITS  # noqa: E402
 from cnnext.report import Report, write_json  # noqa: E402
 from cnnext.train import ResumeError, init_distributed, is_main  # noqa: E402
 from experiments import classification, dehaze, lecture  # noqa: E402
@@ -36,15 +37,27 @@ def common_options():
     group.add_argument("--lr", type=float, help="peak learning rate (cosine schedule)")
     group.add_argument("--image-size", type=int, help="images are resized to this square size")
     group.add_argument("--test-fraction", type=float, default=0.2,
-                       help="vehicles/dehaze: the last fraction of each class (of the pairs) is the test set")
+                       help="vehicles/dehaze: the fraction of each class (of the pairs) held out as the test set")
+    group.add_argument("--split", choices=SPLITS, help="vehicles: 'lab' = the last --test-fraction of each class "
+                       "in file-name order (the lab's rule), 'random' = a stratified random split of the same size, "
+                       "seeded by --seed (default: the experiment's)")
+    group.add_argument("--seeds", type=int, metavar="N", help="train every model N times (seeds --seed, --seed+1, "
+                       "...) and report mean and standard deviation")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     group.add_argument("--backend", default="cnnext", choices=["cnnext", "torch", "naive"],
                        help="convolution kernels: cnnext's C++/CUDA, PyTorch's, or the naive Python loops "
                             "(tiny runs only)")
     group.add_argument("--width", type=float, help="channel width multiplier for alexnet (default 0.5), resnet and "
                        "resnet-dilated (default 1)")
-    group.add_argument("--augment", action="store_true",
-                       help="random flips and crops while training (and brightness/contrast for classification)")
+    on_off = argparse.BooleanOptionalAction
+    group.add_argument("--augment", action=on_off, help="training augmentation: classification: random resized "
+                       "crops, flips and strong photometric jitter (batched); dehaze: flips")
+    group.add_argument("--standardize", choices=["none", "image", "channel"], help="classification: per-image "
+                       "standardisation as the model's first layer, over the whole image or per colour channel")
+    group.add_argument("--ema", action=on_off, help="evaluate an exponential moving average of the weights")
+    group.add_argument("--tta", action=on_off, help="classification: average predictions over image and mirror")
+    group.add_argument("--bn-adapt", action=on_off, help="classification: re-estimate BatchNorm statistics on the "
+                       "unlabelled test images before testing (unsupervised domain adaptation)")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--threads", type=int, help="torch.set_num_threads")
     group.add_argument("--out", metavar="DIR", help="output folder (default runs/NAME/)")

@@ -60,7 +60,8 @@ def test_quick_run_writes_metrics_report_and_figures(name, tmp_path, bundled):
         assert {"train_loss", "test_loss", "epoch_time_s"} <= set(record["history"][-1])
         score = "test_psnr" if name == "dehaze" else "test_accuracy"
         assert score in record["history"][-1]
-        assert (tmp_path / record["name"] / "checkpoint.pt").is_file()
+        assert (tmp_path / record["name"] / "seed0" / "checkpoint.pt").is_file()
+        assert record["seeds"] == [0] and len(record["per_seed"]) == 1
     report = (tmp_path / "report.md").read_text()
     assert "Bundled sample data, not the lab's images" in report and "## Results" in report
     figures = sorted(p.name for p in tmp_path.glob("*.png"))
@@ -68,6 +69,16 @@ def test_quick_run_writes_metrics_report_and_figures(name, tmp_path, bundled):
     if name == "dehaze":
         assert "dehaze_examples.png" in figures and "test_ssim" in metrics["runs"][0]["final"]
         assert "hazy input (no network)" in report and "20-22 dB" in report
+    else:
+        assert "majority class (baseline)" in report and metrics["majority_baseline"]["accuracy"] > 0
+        assert set(metrics["methods"]) >= {"augmentation", "weight averaging", "unsupervised domain adaptation"}
+        for record in metrics["runs"]:
+            assert len(record["per_class_accuracy"]) == len(metrics["data"]["classes"])
+            assert {"test_accuracy_plain", "test_accuracy_bn-adapt+tta"} <= set(record["final"])
+    if name == "resnet":
+        assert "depth_train_loss.png" in figures and "plain56" in report
+    if name == "dilation":
+        assert "gridding.png" in figures and "holes" in report
 
 
 def test_quick_run_on_real_vehicles(tmp_path, data_dir):
@@ -79,15 +90,42 @@ def test_quick_run_on_real_vehicles(tmp_path, data_dir):
 
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, bundled):
     first = quick("mlp", tmp_path, "--epochs", "1")
-    assert [r["resumed_from"] for r in first["runs"]] == [None, None]
+    assert [r["resumed_from"] for r in first["runs"]] == [[None], [None]]
     second = quick("mlp", tmp_path, "--epochs", "2")
-    assert [r["resumed_from"] for r in second["runs"]] == [1, 1]
+    assert [r["resumed_from"] for r in second["runs"]] == [[1], [1]]
     assert second["runs"][0]["history"][0] == first["runs"][0]["history"][0]
     assert len(second["runs"][0]["history"]) == 2
     with pytest.raises(SystemExit, match="holds 2 trained epochs, more than --epochs 1"):
         quick("mlp", tmp_path, "--epochs", "1")
     fresh = quick("mlp", tmp_path, "--epochs", "1", "--no-resume")
-    assert [r["resumed_from"] for r in fresh["runs"]] == [None, None]
+    assert [r["resumed_from"] for r in fresh["runs"]] == [[None], [None]]
+
+
+def test_seeds_give_mean_and_standard_deviation(tmp_path, bundled):
+    metrics = quick("mlp", tmp_path, "--seeds", "2")
+    assert metrics["seeds"] == [0, 1]
+    for record in metrics["runs"]:
+        accuracies = [seed_run["final"]["test_accuracy"] for seed_run in record["per_seed"]]
+        assert [seed_run["seed"] for seed_run in record["per_seed"]] == [0, 1]
+        assert record["final"]["test_accuracy"] == pytest.approx(sum(accuracies) / 2)
+        assert record["final_std"]["test_accuracy"] == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2)
+        assert (tmp_path / record["name"] / "seed1" / "checkpoint.pt").is_file()
+    assert "± " in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("split", ["lab", "random"])
+def test_split_option_is_recorded(tmp_path, split, data_dir):
+    metrics = quick("mlp", tmp_path, "--data", str(data_dir), "--split", split, "--test-fraction", "0.25")
+    assert metrics["split"].startswith(split) and metrics["test_fraction"] == 0.25
+    assert metrics["settings"]["split"] == split and "25%" in metrics["split"]
+    assert f"| split | {metrics['split']} |" in (tmp_path / "report.md").read_text()
+
+
+def test_methods_can_be_switched_off_and_are_recorded(tmp_path, bundled):
+    metrics = quick("mlp", tmp_path, "--no-augment", "--no-ema", "--no-tta", "--no-bn-adapt", "--standardize", "none")
+    assert metrics["methods"]["augmentation"] == "none" and metrics["reported_test_variant"] == "plain"
+    record = metrics["runs"][0]
+    assert record["final"]["test_accuracy"] == record["final"]["test_accuracy_plain"]
 
 
 def test_missing_data_directory_is_a_clear_error(tmp_path):

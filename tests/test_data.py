@@ -109,6 +109,35 @@ def test_image_pairs_crop_the_same_window_of_input_and_target():
         ImagePairs(inputs, inputs, crop=9)
 
 
+def fake_vehicles(root, counts={"bus": 10, "car": 25, "truck": 15}):
+    for name, count in counts.items():
+        for index in range(count):
+            write_image(root / "vehicles" / name / f"{name}{index:03d}.jpg", colour=(index * 9, 40, 90))
+    return root / "vehicles"
+
+
+def test_random_split_is_stratified_seeded_and_disjoint(tmp_path):
+    root = fake_vehicles(tmp_path)
+    lab_train, lab_test, _ = split_files(root, 0.2, split="lab")
+    train, test, classes = split_files(root, 0.2, split="random", seed=3)
+    assert not {p for p, _ in train} & {p for p, _ in test}
+    assert sorted(train + test) == sorted(lab_train + lab_test)
+    for label in range(len(classes)):   # the same number per class as the lab's rule
+        assert sum(l == label for _, l in test) == sum(l == label for _, l in lab_test)
+    assert set(test) != set(lab_test)
+    assert split_files(root, 0.2, split="random", seed=3) == (train, test, classes)
+    assert split_files(root, 0.2, split="random", seed=4)[1] != test
+
+
+def test_load_records_the_split(tmp_path):
+    fake_vehicles(tmp_path)
+    random = load("vehicles", tmp_path, 16, split="random", seed=2)
+    assert random.split == "random: stratified, 20% of each class, seed 2"
+    assert load("vehicles", tmp_path, 16).split == "lab: the last 20% of each class by file name"
+    with pytest.raises(ValueError, match="split must be one of"):
+        split_files(tmp_path / "vehicles", split="shuffled")
+
+
 def test_split_last_rejects_a_bad_fraction():
     assert split_last(list(range(10)), 0.3) == (list(range(7)), [7, 8, 9])
     with pytest.raises(ValueError, match="test_fraction"):

@@ -19,5 +19,5 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert metrics["environment"]["world_size"] == 2
     assert result.stdout.count("== dilated") == 1  # only rank 0 prints
     for record in metrics["runs"]:
-        assert len(record["history"]) == 2 and (tmp_path / record["name"] / "checkpoint.pt").is_file()
+        assert len(record["history"]) == 2 and (tmp_path / record["name"] / "seed0" / "checkpoint.pt").is_file()
     assert not list(tmp_path.rglob("*.tmp"))

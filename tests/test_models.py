@@ -163,6 +163,36 @@ def test_cnnext_and_torch_backends_compute_the_same_model():
     torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("depth", [20, 56])
+def test_cifar_resnets_follow_he_et_al(depth):
+    blocks = (depth - 2) // 6
+    count = conv_params(3, 16, 3, False) + bn_params(16)
+    channels = 16
+    for width in (16, 32, 64):
+        count += basic_block_params(channels, width, channels != width)
+        count += (blocks - 1) * basic_block_params(width, width, False)
+        channels = width
+    count += linear_params(64, 10)
+    residual, plain = build_model(f"resnet{depth}"), build_model(f"plain{depth}")
+    assert count_parameters(residual) == count   # 0.27M and 0.85M as in the paper's table 6
+    convs = [m for m in plain.modules() if isinstance(m, layer_class("Conv2d", "cnnext"))]
+    assert len(convs) + 1 == depth   # weight layers: convs + the linear layer, no projections
+    x = torch.randn(2, 3, 32, 32)
+    assert residual(x).shape == plain(x).shape == (2, 10)
+    with pytest.raises(ValueError, match="6n\\+2"):
+        cnnext.models.cifar_resnet(21)
+
+
+def test_per_image_standardization():
+    layer = cnnext.models.PerImageStandardization()
+    x = torch.rand(4, 3, 8, 8) * 0.2 + torch.arange(4.0).view(4, 1, 1, 1)
+    y = layer(x)
+    assert torch.allclose(y.mean((1, 2, 3)), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(y.std((1, 2, 3), unbiased=False), torch.ones(4), atol=1e-3)
+    per_channel = cnnext.models.PerImageStandardization(per_channel=True)(x)
+    assert torch.allclose(per_channel.mean((2, 3)), torch.zeros(4, 3), atol=1e-5)
+
+
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
         build_model("vgg")

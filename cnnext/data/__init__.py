@@ -30,6 +30,7 @@ class Data:
     image_size: int
     source: str        # where it came from, in words
     bundled: bool      # scikit-learn's bundled stand-in, used when no data directory was given
+    split: str = None  # how train and test were divided, in words
 
     @property
     def skipped(self):
@@ -38,7 +39,7 @@ class Data:
 
     def summary(self):
         return {"dataset": self.name, "task": self.task, "bundled": self.bundled, "source": self.source,
-                "classes": self.classes, "image_size": self.image_size,
+                "split": self.split, "classes": self.classes, "image_size": self.image_size,
                 "train_samples": len(self.train), "test_samples": len(self.test),
                 "skipped_files": [str(path) for path in self.skipped],
                 "train_crop": getattr(self.train, "crop", None)}
@@ -57,9 +58,12 @@ def resolve_data_dir(data_dir=None):
     return path
 
 
-def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=None, augment=False, seed=0):
+def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=None, augment=False, seed=0,
+         split="lab"):
     """The train/test split of data set `name` ('vehicles', 'cifar10', 'dehaze') as a Data record.
 
+    split (vehicles): 'lab' = the last test_fraction of each class by file name, 'random' = a stratified random
+    split with the same fraction, seeded by `seed` (see cnnext.data.vehicles.split_files).
     limit_per_class caps samples per class (pairs for dehaze), for smoke tests. Without a data directory the
     bundled stand-in of the same task is returned (cnnext.data.bundled), with bundled=True. Unreadable image
     files are left out with a warning naming each (Data.skipped lists them)."""
@@ -72,18 +76,29 @@ def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=
             train, test = bundled_dehaze(image_size, test_fraction, limit_per_class, augment, seed)
             return Data("hazed-photos", task, train, test, None, image_size, PHOTOS_SOURCE, True)
         train, test, classes = bundled_digits(image_size, test_fraction, limit_per_class, augment, seed)
-        return Data("digits", task, train, test, classes, image_size, DIGITS_SOURCE, True)
+        return Data("digits", task, train, test, classes, image_size, DIGITS_SOURCE, True,
+                    describe_split("lab", test_fraction, seed))
     folder = root / name
     if not folder.is_dir():
         raise DataLayoutError(f"{root} has no {name}/ folder; expected a data directory laid out as {LAYOUT}")
     if name == "dehaze":
         train, test = load_dehaze(folder, image_size, test_fraction, limit_per_class, augment, seed)
-        return Data(name, task, train, test, None, image_size, f"real: {folder}", False)
+        return Data(name, task, train, test, None, image_size, f"real: {folder}", False,
+                    f"lab: the last {test_fraction:.0%} of the pairs by file name")
     if name == "vehicles":
-        train, test, classes = load_vehicles(folder, image_size, test_fraction, limit_per_class, augment, seed)
-    else:
-        train, test, classes = load_cifar10(folder, image_size, limit_per_class, augment, seed)
-    return Data(name, task, train, test, classes, image_size, f"real: {folder}", False)
+        train, test, classes = load_vehicles(folder, image_size, test_fraction, limit_per_class, augment, seed,
+                                             split)
+        return Data(name, task, train, test, classes, image_size, f"real: {folder}", False,
+                    describe_split(split, test_fraction, seed))
+    train, test, classes = load_cifar10(folder, image_size, limit_per_class, augment, seed)
+    return Data(name, task, train, test, classes, image_size, f"real: {folder}", False,
+                "CIFAR-10's own train/test sets")
+
+
+def describe_split(split, test_fraction, seed):
+    if split == "lab":
+        return f"lab: the last {test_fraction:.0%} of each class by file name"
+    return f"random: stratified, {test_fraction:.0%} of each class, seed {seed}"
 
 
 __all__ = ["DATASETS", "Data", "DataLayoutError", "ImagePairs", "LabelledImages", "UnreadableImageError",

@@ -6,11 +6,13 @@ so one `backend` argument ('cnnext', 'torch', 'naive') decides which kernels run
 import inspect
 
 from .alexnet import AlexNet
+from .cifar_resnet import cifar_resnet, plain20, plain56, resnet20, resnet56
 from .cnn import PlainCNN
 from .dehaze import AODNet
 from .dilated import DilatedCNN, HDCResult, hdc_check
 from .mlp import MLP
 from .resnet import BasicBlock, ResNet, plain18, resnet18, resnet18_dilated
+from .standardize import PerImageStandardization, standardized
 from .unet import DehazeUNet
 
 MODELS = {
@@ -21,6 +23,10 @@ MODELS = {
     "resnet18": resnet18,
     "plain18": plain18,
     "resnet18-dilated": resnet18_dilated,
+    "resnet20": resnet20,
+    "resnet56": resnet56,
+    "plain20": plain20,
+    "plain56": plain56,
     "aodnet": AODNet,
     "dehaze-unet": DehazeUNet,
 }
@@ -41,4 +47,5 @@ def count_parameters(model):
 
 
 __all__ = ["MODELS", "build_model", "count_parameters", "AlexNet", "AODNet", "BasicBlock", "DehazeUNet", "DilatedCNN",
-           "HDCResult", "MLP", "PlainCNN", "ResNet", "hdc_check", "plain18", "resnet18", "resnet18_dilated"]
+           "HDCResult", "MLP", "PerImageStandardization", "PlainCNN", "ResNet", "cifar_resnet", "hdc_check", "plain18",
+           "plain20", "plain56", "resnet18", "resnet18_dilated", "resnet20", "resnet56", "standardized"]
