@@ -65,35 +65,48 @@ void over_image_steps(int64_t n, int64_t images_per_step, const Body& body) {
   });
 }
 
-// t [N, C, H, W] (any strides) -> contiguous [N, top+H+bottom, left+W+right, C] with zeros around.
-// NCHW rows (unit stride along W) are transposed 8x8 in registers: ATen's generic strided copy is ~10x
-// slower than a plain copy for this permutation and would cost as much as the convolution on small layers.
+// t [N, C, H, W] (any strides) -> contiguous [N, top+H+bottom, left+W+right, C] with zeros around, row by
+// row with no ATen call per row. NCHW rows (unit stride along W) are transposed 8x8 in registers: ATen's
+// generic strided copy is ~10x slower than a plain copy for this permutation and would cost as much as the
+// convolution on small layers; channels-last rows are copied as they are.
 at::Tensor padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right,
                        bool parallel = true) {
-  const auto nhwc = t.permute({0, 2, 3, 1});
-  if (top == 0 && bottom == 0 && left == 0 && right == 0 && nhwc.is_contiguous()) return nhwc;
   const int64_t n = t.size(0), c = t.size(1), h = t.size(2), w = t.size(3);
+  const bool rows_nhwc = t.stride(3) == c && (c == 1 || t.stride(1) == 1), rows_nchw = t.stride(3) == 1;
+  const bool unpadded = top == 0 && bottom == 0 && left == 0 && right == 0;
+  if (unpadded && rows_nhwc && t.stride(2) == w * c && (n == 1 || t.stride(0) == h * w * c)) {
+    return t.permute({0, 2, 3, 1});
+  }
+  if (!rows_nhwc && !rows_nchw) return padded_nhwc(t.contiguous(), top, bottom, left, right, parallel);
   const int64_t hp = top + h + bottom, wp = left + w + right;
   auto out = at::empty({n, hp, wp, c}, t.options());
-  if (top > 0) out.narrow(1, 0, top).zero_();
-  if (bottom > 0) out.narrow(1, top + h, bottom).zero_();
-  auto rows = out.narrow(1, top, h);
-  if (left > 0) rows.narrow(2, 0, left).zero_();
-  if (right > 0) rows.narrow(2, left + w, right).zero_();
-  if (t.stride(3) != 1 || c == 1) {
-    rows.narrow(2, left, w).copy_(nhwc);
-    return out;
-  }
   const float* src = t.data_ptr<float>();
   float* dst = out.data_ptr<float>();
   const int64_t sn = t.stride(0), sc = t.stride(1), sh = t.stride(2);
-  for_range(parallel, n * h, [&](int64_t begin, int64_t end) {
+  for_range(parallel, n * hp, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t img = row / h, y = row % h;
-      kernels::transpose_avx512(src + img * sn + y * sh, sc, dst + ((img * hp + top + y) * wp + left) * c, c, c, w);
+      const int64_t img = row / hp, y = row % hp - top;
+      float* d = dst + row * wp * c;
+      if (y < 0 || y >= h) {
+        std::fill(d, d + wp * c, 0.0f);
+        continue;
+      }
+      std::fill(d, d + left * c, 0.0f);
+      std::fill(d + (left + w) * c, d + wp * c, 0.0f);
+      const float* s = src + img * sn + y * sh;
+      if (rows_nhwc) {
+        std::copy(s, s + w * c, d + left * c);
+      } else {
+        kernels::transpose_avx512(s, sc, d + left * c, c, c, w);
+      }
     }
   });
   return out;
+}
+
+// Images [first, first + count) of t, without a slice op when that is all of them.
+at::Tensor images(const at::Tensor& t, int64_t first, int64_t count) {
+  return first == 0 && count == t.size(0) ? t : t.narrow(0, first, count);
 }
 
 // An [N, H, W, C] buffer for a result that goes to dst [N, C, H, W]: dst's own memory when dst is
@@ -123,34 +136,48 @@ void store_nhwc(const at::Tensor& nhwc, at::Tensor& dst, bool parallel) {
 
 // weight [K, Cg, R, S] -> [G, blocks, R*S, reduction, 64]: per group, blocks of 64 lanes (one tile's width,
 // zero-padded) outermost so that the weights a tile streams are contiguous; for the forward pass
-// reduction = Cg and lanes over Kg, transposed reduction = Kg and lanes over Cg. The forward order moves K
-// innermost, which ATen's permuted copy does slowly (7 ms for 512x512x3x3): each group's [Kg, Cg*R*S]
-// matrix is transposed in registers first.
+// reduction = Cg and lanes over Kg, transposed reduction = Kg and lanes over Cg. First the lanes are moved
+// innermost by register transposes ([G, reduction, R*S, lanes]; ATen's permuted copy took 7 ms for
+// 512x512x3x3), then every run of 64 lanes is copied to its place.
 at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transposed) {
   const int64_t k = weight.size(0), cg = weight.size(1), taps = weight.size(2) * weight.size(3), kg = k / groups;
   const int64_t width = transposed ? cg : kg, reduction = transposed ? kg : cg;
-  at::Tensor lanes_last;  // [G, taps, reduction, width]
-  if (transposed) {
-    lanes_last = weight.reshape({groups, kg, cg, taps}).permute({0, 3, 1, 2});
-  } else {
-    const auto w = weight.contiguous();
-    auto k_last = at::empty({groups, cg, taps, kg}, weight.options());
+  const auto w = weight.contiguous();
+  at::Tensor lanes_last = w;  // [G, reduction, taps, width]
+  if (!transposed) {          // per group [Kg, Cg * taps] -> [Cg * taps, Kg]
+    lanes_last = at::empty_like(w);
     const int64_t per_group = kg * cg * taps;
-    at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
+    for_range(groups > 1, groups, [&](int64_t begin, int64_t end) {
       for (int64_t g = begin; g < end; ++g) {
         kernels::transpose_avx512(w.data_ptr<float>() + g * per_group, cg * taps,
-                                  k_last.data_ptr<float>() + g * per_group, kg, kg, cg * taps);
+                                  lanes_last.data_ptr<float>() + g * per_group, kg, kg, cg * taps);
       }
     });
-    lanes_last = k_last.permute({0, 2, 1, 3});
+  } else if (taps > 1) {  // per output channel [Cg, taps] -> [taps, Cg]
+    lanes_last = at::empty_like(w);
+    for_range(k > 1, k, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        kernels::transpose_avx512(w.data_ptr<float>() + i * cg * taps, taps,
+                                  lanes_last.data_ptr<float>() + i * cg * taps, cg, cg, taps);
+      }
+    });
   }
   const int64_t blocks = ceil_div(width, kBlockLanes);
-  auto packed = blocks * kBlockLanes == width ? at::empty({groups, blocks, taps, reduction, kBlockLanes}, weight.options())
-                                              : at::zeros({groups, blocks, taps, reduction, kBlockLanes}, weight.options());
-  for (int64_t block = 0; block < blocks; ++block) {
-    const int64_t lanes = std::min(kBlockLanes, width - block * kBlockLanes);
-    packed.select(1, block).narrow(3, 0, lanes).copy_(lanes_last.narrow(3, block * kBlockLanes, lanes));
-  }
+  auto packed = at::empty({groups, blocks, taps, reduction, kBlockLanes}, weight.options());
+  const float* src = lanes_last.data_ptr<float>();
+  float* dst = packed.data_ptr<float>();
+  for_range(groups * blocks * taps > 1, groups * blocks * taps, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {  // task = (g * blocks + block) * taps + tap
+      const int64_t g = task / (blocks * taps), block = task / taps % blocks, tap = task % taps;
+      const int64_t lanes = std::min(kBlockLanes, width - block * kBlockLanes);
+      for (int64_t j = 0; j < reduction; ++j) {
+        const float* from = src + ((g * reduction + j) * taps + tap) * width + block * kBlockLanes;
+        float* to = dst + (task * reduction + j) * kBlockLanes;
+        std::copy(from, from + lanes, to);
+        std::fill(to + lanes, to + kBlockLanes, 0.0f);
+      }
+    }
+  });
   return packed;
 }
 
@@ -325,8 +352,8 @@ at::Tensor direct_conv_forward(const at::Tensor& full_input, const at::Tensor& w
   for (int64_t t = 0; t < s.r * s.s; ++t) b_tap.push_back(t * cg * kBlockLanes);
 
   over_image_steps(s.n, ceil_div(kRowsPerStep, s.ho * s.wo), [&](int64_t first, int64_t count, bool parallel) {
-    const auto x_pad = padded_nhwc(input.narrow(0, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, parallel);
-    auto out_step = out.narrow(0, first, count);
+    const auto x_pad = padded_nhwc(images(input, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, parallel);
+    auto out_step = images(out, first, count);
     auto out_nhwc = nhwc_buffer_for(out_step);
     Conv2dShape step = s;
     step.n = count;
@@ -365,8 +392,8 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
   auto dx = at::empty({s.n, s.c, s.h, s.w}, grad_output.options().memory_format(format));
 
   over_image_steps(s.n, ceil_div(kRowsPerStep, s.h * s.w), [&](int64_t first, int64_t count, bool parallel) {
-    const auto go_pad = padded_nhwc(grad_output.narrow(0, first, count), top, bottom, left, right, parallel);
-    auto dx_step = dx.narrow(0, first, count);
+    const auto go_pad = padded_nhwc(images(grad_output, first, count), top, bottom, left, right, parallel);
+    auto dx_step = images(dx, first, count);
     auto dx_nhwc = nhwc_buffer_for(dx_step);
     for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
       for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw) {
@@ -443,8 +470,8 @@ at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tens
       bool accumulate = false;
       for (int64_t first = slice * s.n / slices; first < image_end; first += images_per_step) {
         const int64_t count = std::min(images_per_step, image_end - first);
-        const auto x_pad = padded_nhwc(input.narrow(0, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, false);
-        const auto go = padded_nhwc(grad_output.narrow(0, first, count), 0, 0, 0, 0, false);  // [pixels, K]
+        const auto x_pad = padded_nhwc(images(input, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, false);
+        const auto go = padded_nhwc(images(grad_output, first, count), 0, 0, 0, 0, false);  // [pixels, K]
         Conv2dShape step = s;
         step.n = count;
         const auto pix_off = window_offsets(step, p, hp, wp);
