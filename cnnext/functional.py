@@ -73,7 +73,7 @@ def _check_tensors(input, weight, bias, op="conv2d"):
 
 def _fast_call(op, input, *args):
     """op(input, *args) for a batched tensor input, or None where the checked path must decide (any other
-    input, refused arguments, tracing by torch.compile, which does not need the shortcut)."""
+    input, refused arguments such as a complex input, tracing by torch.compile, which needs no shortcut)."""
     if type(input) is not torch.Tensor or torch.compiler.is_compiling():  # noqa: E721 (subclasses: checked path)
         return None
     try:
@@ -84,8 +84,8 @@ def _fast_call(op, input, *args):
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Applies a 2-D convolution over an input image; same arguments and results as F.conv2d."""
-    if not isinstance(padding, str) and getattr(input, "ndim", 0) == 4 and not input.is_complex():
-        out = _fast_call(torch.ops.cnnext.conv2d, input, weight, bias, stride, padding, dilation, groups)
+    if not isinstance(padding, str) and getattr(input, "ndim", 0) == 4:
+        out = _fast_call(torch.ops.cnnext.conv2d.default, input, weight, bias, stride, padding, dilation, groups)
         if out is not None:
             return out
     _check_tensors(input, weight, bias)
@@ -166,8 +166,8 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Applies a 3-D convolution over a volume (or video); same arguments and results as F.conv3d."""
-    if not isinstance(padding, str) and getattr(input, "ndim", 0) == 5 and not input.is_complex():
-        out = _fast_call(torch.ops.cnnext.conv3d, input, weight, bias, stride, padding, dilation, groups)
+    if not isinstance(padding, str) and getattr(input, "ndim", 0) == 5:
+        out = _fast_call(torch.ops.cnnext.conv3d.default, input, weight, bias, stride, padding, dilation, groups)
         if out is not None:
             return out
     _check_conv_args("conv3d", input, weight, bias, groups, spatial_dims=3)
@@ -211,7 +211,7 @@ def _pool_stride(op, stride, kernel_size):
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """2-D max pooling; same arguments and results as F.max_pool2d, including the returned indices."""
     if getattr(input, "ndim", 0) == 4:
-        out = _fast_call(torch.ops.cnnext.max_pool2d, input, kernel_size, kernel_size if stride is None else stride,
+        out = _fast_call(torch.ops.cnnext.max_pool2d.default, input, kernel_size, kernel_size if stride is None else stride,
                          padding, dilation, ceil_mode)
         if out is not None:
             return out if return_indices else out[0]
@@ -230,7 +230,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                divisor_override=None):
     """2-D average pooling; same arguments and results as F.avg_pool2d."""
     if getattr(input, "ndim", 0) == 4:
-        out = _fast_call(torch.ops.cnnext.avg_pool2d, input, kernel_size, kernel_size if stride is None else stride,
+        out = _fast_call(torch.ops.cnnext.avg_pool2d.default, input, kernel_size, kernel_size if stride is None else stride,
                          padding, ceil_mode, count_include_pad, divisor_override)
         if out is not None:
             return out
