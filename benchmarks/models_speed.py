@@ -155,16 +155,13 @@ def summary(rows):
     return out
 
 
-def print_table(rows, totals):
-    header = (f"{'model':<20} {'pass':<11} {'batch':>5} {'px':>4} {'torch ms':>10} {'cnnext ms':>10} {'ratio':>6} "
-              f"{'max diff':>9}")
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r['model']:<20} {r['pass']:<11} {r['batch']:>5} {r['image_size']:>4} {r['torch_ms']:>10.2f} "
-              f"{r['cnnext_ms']:>10.2f} {r['ratio']:>6.3f} {r['max_abs_diff']:>9.1e}")
-    for key, value in totals.items():
-        print(f"{key}: {value:.3f}")
+HEADER = (f"{'model':<20} {'pass':<11} {'batch':>5} {'px':>4} {'torch ms':>10} {'cnnext ms':>10} {'ratio':>6} "
+          f"{'max diff':>9}")
+
+
+def row_text(r):
+    return (f"{r['model']:<20} {r['pass']:<11} {r['batch']:>5} {r['image_size']:>4} {r['torch_ms']:>10.2f} "
+            f"{r['cnnext_ms']:>10.2f} {r['ratio']:>6.3f} {r['max_abs_diff']:>9.1e}")
 
 
 def plot(rows, path):
@@ -196,21 +193,28 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per pass (default 7, quick 1)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 2, quick 1)")
     parser.add_argument("--only", action="append", default=None, help="only models whose name contains this text")
+    parser.add_argument("--group", choices=("lab", "torchvision"), default=None, help="only this group of models")
     parser.add_argument("--json", type=Path, default=None, help="write results (with machine info) here")
     parser.add_argument("--plot", type=Path, default=None, help="write a bar chart of the ratios here")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 7)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     torch.set_num_threads(args.threads)
-    cases = [c for c in lab_cases(args.quick) + torchvision_cases(args.quick)
-             if args.only is None or any(text in c.name for text in args.only)]
+    cases = ((lab_cases(args.quick) if args.group != "torchvision" else [])
+             + (torchvision_cases(args.quick) if args.group != "lab" else []))
+    cases = [c for c in cases if args.only is None or any(text in c.name for text in args.only)]
     info = machine_info("cpu")
     print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, float32, {info['date']}")
+    print(HEADER)
+    print("-" * len(HEADER))
     rows = []
     for case in tqdm(cases, desc="models_speed", unit="model", file=sys.stderr):
-        rows.extend(bench_case(case, args))
+        for row in bench_case(case, args):
+            rows.append(row)
+            tqdm.write(row_text(row), file=sys.stdout)
     totals = summary(rows)
-    print_table(rows, totals)
+    for key, value in totals.items():
+        print(f"{key}: {value:.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
