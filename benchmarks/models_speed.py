@@ -17,7 +17,6 @@ with a message.
 """
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
@@ -31,7 +30,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cnnext  # noqa: E402
 from cnnext.models import build_model  # noqa: E402
-from conv_speed import geometric_mean, machine_info  # noqa: E402
+from conv_speed import geometric_mean, machine_info, save_results  # noqa: E402
 
 PASSES = ("inference", "train step")
 
@@ -212,16 +211,9 @@ def main(argv=None):
         for row in bench_case(case, args):
             rows.append(row)
             tqdm.write(row_text(row), file=sys.stdout)
-    totals = summary(rows)
-    for key, value in totals.items():
+        save_results(args, info, summary(rows), rows, plot)  # after every model: a stopped run keeps its rows
+    for key, value in summary(rows).items():
         print(f"{key}: {value:.3f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
-                                         "summary": totals, "rows": rows}, indent=1))
-    if args.plot:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot(rows, args.plot)
 
 
 if __name__ == "__main__":
