@@ -378,6 +378,17 @@ def machine_info(device):
     return info
 
 
+def save_results(args, info, totals, rows, plot_rows):
+    """Writes args.json (rows, summary, machine, arguments) and args.plot (plot_rows(rows, path)) if asked."""
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+                                         "summary": totals, "rows": rows}, indent=1))
+    if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_rows(rows, args.plot)
+
+
 def plot(rows, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -451,13 +462,7 @@ def main(argv=None):
     for key, value in totals.items():
         print(f"{key}: {value:.3f}")
     info["load_average_end"] = os.getloadavg()  # other processes on the machine while this ran
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
-                                         "summary": totals, "rows": rows}, indent=1))
-    if args.plot:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot(rows, args.plot)
+    save_results(args, info, totals, rows, plot)
 
 
 if __name__ == "__main__":

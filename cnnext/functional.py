@@ -3,13 +3,18 @@
 Argument handling follows F.conv2d: ints or pairs, padding='valid'/'same' (asymmetric for even kernels,
 as PyTorch pads), unbatched (C, H, W) input. The shape, dtype and device checks are done once, in C++
 (csrc/conv_params.h), before any kernel runs.
+
+A batched call with numeric padding goes straight to the op: the dispatcher takes an int or a pair for each
+int[2] argument, C++ checks the values and runs the autograd formulas, so such a call costs about what
+F.conv2d costs. Only when the op refuses the arguments does the checked path run, to normalise what the
+dispatcher does not take (a 1-tuple, numpy ints) or to say in F.conv2d's words what is wrong.
 """
 import numbers
 
 import torch
 import torch.nn.functional as F
 
-from . import ops  # noqa: F401  (registers the ops)
+from . import ops
 
 
 def _ntuple(value, n, name, op):
@@ -63,14 +68,26 @@ def _check_tensors(input, weight, bias, op="conv2d"):
     for name, tensor in named:
         if tensor.layout != torch.strided:
             raise RuntimeError(f"{op}: expected {name} to be a dense (strided) tensor, but got layout {tensor.layout}")
-    devices = {name: tensor.device for name, tensor in named}
-    if len(set(devices.values())) > 1:
-        found = ", ".join(f"{name} on {device}" for name, device in devices.items())
-        raise RuntimeError(f"{op}: expected input, weight and bias on the same device, but got {found}")
+    ops.check_same_device(op, **dict(named))
+
+
+def _fast_call(op, input, *args):
+    """op(input, *args) for a batched tensor input, or None where the checked path must decide (any other
+    input, refused arguments such as a complex input, tracing by torch.compile, which needs no shortcut)."""
+    if type(input) is not torch.Tensor or torch.compiler.is_compiling():  # noqa: E721 (subclasses: checked path)
+        return None
+    try:
+        return op(input, *args)
+    except (TypeError, RuntimeError, NotImplementedError):
+        return None
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Applies a 2-D convolution over an input image; same arguments and results as F.conv2d."""
+    if not isinstance(padding, str) and getattr(input, "ndim", 0) == 4:
+        out = _fast_call(torch.ops.cnnext.conv2d.default, input, weight, bias, stride, padding, dilation, groups)
+        if out is not None:
+            return out
     _check_tensors(input, weight, bias)
     if input.dim() not in (3, 4):
         raise RuntimeError(
@@ -149,6 +166,10 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Applies a 3-D convolution over a volume (or video); same arguments and results as F.conv3d."""
+    if not isinstance(padding, str) and getattr(input, "ndim", 0) == 5:
+        out = _fast_call(torch.ops.cnnext.conv3d.default, input, weight, bias, stride, padding, dilation, groups)
+        if out is not None:
+            return out
     _check_conv_args("conv3d", input, weight, bias, groups, spatial_dims=3)
     if input.is_complex():
         return _complex_conv(conv3d, "conv3d", input, weight, bias, stride, padding, dilation, groups)
@@ -189,6 +210,11 @@ def _pool_stride(op, stride, kernel_size):
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """2-D max pooling; same arguments and results as F.max_pool2d, including the returned indices."""
+    if getattr(input, "ndim", 0) == 4:
+        out = _fast_call(torch.ops.cnnext.max_pool2d.default, input, kernel_size, kernel_size if stride is None else stride,
+                         padding, dilation, ceil_mode)
+        if out is not None:
+            return out if return_indices else out[0]
     x, unbatched = _pool_input("max_pool2d", input)
     kernel_size = _ntuple(kernel_size, 2, "kernel_size", "max_pool2d")
     stride = _pool_stride("max_pool2d", stride, kernel_size)
@@ -203,6 +229,11 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     """2-D average pooling; same arguments and results as F.avg_pool2d."""
+    if getattr(input, "ndim", 0) == 4:
+        out = _fast_call(torch.ops.cnnext.avg_pool2d.default, input, kernel_size, kernel_size if stride is None else stride,
+                         padding, ceil_mode, count_include_pad, divisor_override)
+        if out is not None:
+            return out
     x, unbatched = _pool_input("avg_pool2d", input)
     kernel_size = _ntuple(kernel_size, 2, "kernel_size", "avg_pool2d")
     stride = _pool_stride("avg_pool2d", stride, kernel_size)

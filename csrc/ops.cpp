@@ -1,5 +1,6 @@
 // Every op schema of cnnext, in one place. Kernels register per dispatch key in cpu/ and cuda/;
-// autograd and fake (meta) kernels are registered from Python in cnnext/ops.py.
+// autograd (conv_autograd.cpp, pool_autograd.cpp) for the Autograd key; fake (meta) kernels from Python in
+// cnnext/ops.py.
 #include <Python.h>
 #include <torch/library.h>
 

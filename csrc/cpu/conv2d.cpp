@@ -48,11 +48,11 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
                           at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const auto p = Conv2dParams::from(stride, padding, dilation, groups);
   const auto s = check_conv2d(input, weight, bias, p);
-  auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
-  if (s.n == 0) return out.contiguous(input.suggest_memory_format());
-  if (conv2d_path(input, s, p) != ConvPath::kIm2colGemm) {
+  if (s.n > 0 && conv2d_path(input, s, p) != ConvPath::kIm2colGemm) {
     return direct_conv_forward(input, weight, bias, s, p);
   }
+  auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (s.n == 0) return out.contiguous(input.suggest_memory_format());
   const auto x = input.contiguous(at::MemoryFormat::ChannelsLast);
   forward_gemm(gemm_plan(s, p, input.element_size()), weight_matrices(weight, groups), bias, pixel_rows(x),
                pixel_rows(out), im2col(x, s, p));

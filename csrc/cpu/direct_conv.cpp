@@ -540,7 +540,7 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
                        const Conv2dParams& full_params) {
   const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
   const auto gr = grouping_of(s, p);
-  const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = gr.kg, cg = gr.cg;
+  const int64_t wp = s.w + 2 * p.pad_w, kg = gr.kg, cg = gr.cg;
   const int64_t taps = s.r * s.s, rows = taps * cg;
   const auto tap_off = tap_offsets(s, p, wp);
   std::vector<int64_t> row_off(rows);

@@ -1,0 +1,220 @@
+"""Whole models on cnnext against PyTorch: inference and one training step, side by side in one process.
+
+    python benchmarks/models_speed.py --threads 2 --json r.json --plot r.png   # lab zoo (+ torchvision's)
+    python benchmarks/models_speed.py --quick                                   # smoke test: tiny settings
+
+Each model is built once with torch.nn layers and once more as a deep copy passed through `cnnext.convert`
+(the same weights). Per model and pass it times the two alternately, repeat by repeat, after warm-up, and
+reports the median milliseconds and ratio = PyTorch time / cnnext time (above 1: cnnext is faster), and
+the largest difference between the two models' outputs on the batch (eval mode).
+  - inference: model.eval(), forward under torch.no_grad();
+  - train step: model.train(), zero_grad, forward, loss, backward, optimizer step (the lab's optimizers:
+    SGD with momentum 0.9 and weight decay 5e-4, Adam for AOD-Net; the same for torchvision's models).
+The lab's zoo runs at its experiments' settings (batch size, image size, width: experiments/run.py), so
+its training-step rows are the timed part of an epoch of `experiments/run.py --backend cnnext|torch`.
+torchvision's classification models run at 224 px when torchvision can be imported, else they are skipped
+with a message.
+"""
+import argparse
+import copy
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cnnext  # noqa: E402
+from cnnext.models import build_model  # noqa: E402
+from conv_speed import geometric_mean, machine_info, save_results  # noqa: E402
+
+PASSES = ("inference", "train step")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A model and the batch it runs on; build() returns it with torch.nn layers."""
+    name: str
+    group: str          # "lab" or "torchvision"
+    batch: int
+    image_size: int
+    build: object
+    task: str = "classification"   # or "dehaze": image out, MSE loss
+    optimizer: str = "sgd"
+
+
+def lab_cases(quick):
+    """The lab's models at their experiments' settings (experiments/run.py: conv, dilated, resnet, alexnet,
+    dehaze), or tiny ones for --quick."""
+    def lab(name, **options):
+        return lambda: build_model(name, backend="torch", num_classes=3, **options)
+    if quick:
+        return [Case("cnn", "lab", 2, 16, lab("cnn", image_size=16)),
+                Case("aodnet", "lab", 2, 16, lab("aodnet"), task="dehaze", optimizer="adam")]
+    return [Case("cnn", "lab", 32, 64, lab("cnn", image_size=64)),
+            Case("hdc", "lab", 32, 32, lab("hdc", image_size=32)),
+            Case("resnet18", "lab", 64, 32, lab("resnet18")),
+            Case("alexnet", "lab", 32, 64, lab("alexnet", image_size=64, width=0.5)),
+            Case("aodnet", "lab", 16, 128, lab("aodnet"), task="dehaze", optimizer="adam")]
+
+
+TORCHVISION_MODELS = {"resnet18": 8, "resnet50": 4, "mobilenet_v2": 8, "efficientnet_b0": 8, "convnext_tiny": 4,
+                      "vgg11_bn": 4, "densenet121": 4, "regnet_x_400mf": 8}  # name: batch size
+
+
+def torchvision_cases(quick):
+    try:
+        import torchvision
+    except ImportError as error:
+        print(f"models_speed: skipping torchvision's models: torchvision cannot be imported ({error})",
+              file=sys.stderr)
+        return []
+    names = ["resnet18"] if quick else list(TORCHVISION_MODELS)
+    size = 64 if quick else 224
+    return [Case(f"tv.{name}", "torchvision", 2 if quick else TORCHVISION_MODELS[name], size,
+                 lambda name=name: torchvision.models.get_model(name, weights=None)) for name in names]
+
+
+def make_batch(case, model):
+    torch.manual_seed(0)
+    x = torch.rand(case.batch, 3, case.image_size, case.image_size)
+    if case.task == "dehaze":
+        return x, torch.rand_like(x)
+    with torch.no_grad():
+        classes = model.eval()(x[:1]).shape[1]
+    return x, torch.randint(classes, (case.batch,))
+
+
+def make_optimizer(case, model):
+    if case.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=1e-3)
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+def pass_call(case, model, pass_name, x, target):
+    """One inference or one training step of `model`, as a call without arguments."""
+    loss_fn = F.mse_loss if case.task == "dehaze" else F.cross_entropy
+    optimizer = make_optimizer(case, model)
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            model(x)
+
+    def train_step():
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), target).backward()
+        optimizer.step()
+    return infer if pass_name == "inference" else train_step
+
+
+def time_alternately(calls, warmup, repeats):
+    """Median ms of each call; every repeat runs each once, in turn, so load falls on all alike."""
+    for run in calls.values():
+        for _ in range(warmup):
+            run()
+    samples = {label: [] for label in calls}
+    for _ in range(repeats):
+        for label, run in calls.items():
+            t0 = time.perf_counter()
+            run()
+            samples[label].append((time.perf_counter() - t0) * 1e3)
+    return {label: statistics.median(values) for label, values in samples.items()}
+
+
+def bench_case(case, args):
+    reference = case.build()
+    converted = cnnext.convert(copy.deepcopy(reference))
+    x, target = make_batch(case, reference)
+    with torch.no_grad():  # the two must compute the same thing: the largest difference goes in the rows
+        difference = (converted.eval()(x) - reference.eval()(x)).abs().max().item()
+    rows = []
+    for pass_name in PASSES:
+        calls = {"torch": pass_call(case, reference, pass_name, x, target),
+                 "cnnext": pass_call(case, converted, pass_name, x, target)}
+        ms = time_alternately(calls, args.warmup, args.repeats)
+        rows.append({"model": case.name, "group": case.group, "pass": pass_name, "batch": case.batch,
+                     "image_size": case.image_size, "torch_ms": ms["torch"], "cnnext_ms": ms["cnnext"],
+                     "ratio": ms["torch"] / ms["cnnext"], "max_abs_diff": difference})
+    return rows
+
+
+def summary(rows):
+    out = {}
+    for group in dict.fromkeys(r["group"] for r in rows):
+        for pass_name in PASSES:
+            ratios = [r["ratio"] for r in rows if r["group"] == group and r["pass"] == pass_name]
+            out[f"{group}_geomean_ratio_{pass_name}"] = geometric_mean(ratios)
+            out[f"{group}_min_ratio_{pass_name}"] = min(ratios)
+    return out
+
+
+HEADER = (f"{'model':<20} {'pass':<11} {'batch':>5} {'px':>4} {'torch ms':>10} {'cnnext ms':>10} {'ratio':>6} "
+          f"{'max diff':>9}")
+
+
+def row_text(r):
+    return (f"{r['model']:<20} {r['pass']:<11} {r['batch']:>5} {r['image_size']:>4} {r['torch_ms']:>10.2f} "
+            f"{r['cnnext_ms']:>10.2f} {r['ratio']:>6.3f} {r['max_abs_diff']:>9.1e}")
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(models)), 4))
+    width = 0.4
+    for i, pass_name in enumerate(PASSES):
+        ratio = {r["model"]: r["ratio"] for r in rows if r["pass"] == pass_name}
+        ax.bar([j + (i - 0.5) * width for j in range(len(models))], [ratio.get(m, 0) for m in models], width,
+               label=pass_name)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(models)), models, rotation=45, ha="right")
+    ax.set_ylabel("PyTorch time / cnnext time")
+    ax.set_title("Whole models on cnnext (via convert) vs PyTorch (higher is faster)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="two tiny lab models and one small torchvision model")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per pass (default 7, quick 1)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 2, quick 1)")
+    parser.add_argument("--only", action="append", default=None, help="only models whose name contains this text")
+    parser.add_argument("--group", choices=("lab", "torchvision"), default=None, help="only this group of models")
+    parser.add_argument("--json", type=Path, default=None, help="write results (with machine info) here")
+    parser.add_argument("--plot", type=Path, default=None, help="write a bar chart of the ratios here")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (1 if args.quick else 7)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    torch.set_num_threads(args.threads)
+    cases = ((lab_cases(args.quick) if args.group != "torchvision" else [])
+             + (torchvision_cases(args.quick) if args.group != "lab" else []))
+    cases = [c for c in cases if args.only is None or any(text in c.name for text in args.only)]
+    info = machine_info("cpu")
+    print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, float32, {info['date']}")
+    print(HEADER)
+    print("-" * len(HEADER))
+    rows = []
+    for case in tqdm(cases, desc="models_speed", unit="model", file=sys.stderr):
+        for row in bench_case(case, args):
+            rows.append(row)
+            tqdm.write(row_text(row), file=sys.stdout)
+        save_results(args, info, summary(rows), rows, plot)  # after every model: a stopped run keeps its rows
+    for key, value in summary(rows).items():
+        print(f"{key}: {value:.3f}")
+
+
+if __name__ == "__main__":
+    main()
