@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from cnnext import data as datasets
+from cnnext.data.cache import resolve_cache_dir
 from cnnext.models import build_model
 from cnnext.train import TrainConfig, confusion_matrix, fit, is_main, log
 
@@ -61,7 +62,7 @@ class Context:
         return datasets.load(self.settings["dataset"], self.args.data, image_size,
                              test_fraction=self.args.test_fraction,
                              limit_per_class=self.settings.get("limit_per_class"), augment=self.args.augment,
-                             seed=self.args.seed)
+                             seed=self.args.seed, cache_dir=resolve_cache_dir(getattr(self.args, "cache", None)))
 
     def train(self, run_name, model_name, backend=None, data=None, config=None, **options):
         """Builds model `model_name` with `options`, trains it as `run_name`, records and returns (run, model)."""

@@ -16,10 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cnnext import data as datasets  # noqa: E402
 from cnnext.report import Report, write_json  # noqa: E402
 from cnnext.train import ResumeError, init_distributed, is_main  # noqa: E402
-from experiments import classification, dehaze  # noqa: E402
+from experiments import cifar, classification, dehaze, speedrun  # noqa: E402
 from experiments.context import Context  # noqa: E402
 
-EXPERIMENTS = {**classification.EXPERIMENTS, **dehaze.EXPERIMENTS}
+EXPERIMENTS = {**classification.EXPERIMENTS, **dehaze.EXPERIMENTS, **cifar.EXPERIMENTS,
+               **speedrun.EXPERIMENTS}
 
 
 def common_options():
@@ -29,6 +30,8 @@ def common_options():
                        "experiments (default vehicles); dehaze for `dehaze`")
     group.add_argument("--data", metavar="DIR", help="data directory with vehicles/, dehaze/, cifar10/ (default: "
                        "$CNNEXT_DATA; with neither, synthetic data generated in code, labelled as such)")
+    group.add_argument("--cache", metavar="DIR", help="where decoded CIFAR-10 JPEGs are kept, one .npy per split "
+                       "(default: $CNNEXT_CACHE, else ~/.cache/cnnext)")
     group.add_argument("--epochs", type=int)
     group.add_argument("--batch-size", type=int, help="per process")
     group.add_argument("--lr", type=float, help="peak learning rate (cosine schedule)")

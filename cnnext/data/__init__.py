@@ -49,10 +49,12 @@ def resolve_data_dir(data_dir=None):
     return path
 
 
-def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=None, augment=False, seed=0):
+def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=None, augment=False, seed=0,
+         cache_dir=None):
     """The train/test split of data set `name` ('vehicles', 'cifar10', 'dehaze') as a Data record.
 
-    limit_per_class caps samples per class (pairs for dehaze), for smoke tests. Without a data directory the
+    limit_per_class caps samples per class (pairs for dehaze), for smoke tests; cache_dir keeps decoded CIFAR-10
+    JPEGs on disk between runs (cnnext.data.cache). Without a data directory the
     synthetic stand-in of the same task is returned, with synthetic=True."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}, expected one of {list(DATASETS)}")
@@ -75,7 +77,7 @@ def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=
     if name == "vehicles":
         train, test, classes = load_vehicles(folder, image_size, test_fraction, limit_per_class, augment, seed)
     else:
-        train, test, classes = load_cifar10(folder, image_size, limit_per_class, augment, seed)
+        train, test, classes = load_cifar10(folder, image_size, limit_per_class, augment, seed, cache_dir)
     return Data(name, task, train, test, classes, image_size, f"real: {folder}", False)
 
 
