@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .data.batch_augment import AugmentedBatches, normalize
+from .train import log
 
 
 @dataclass
@@ -40,8 +41,7 @@ def _optimizer(model, config):
     lr = config.lr / kilostep_scale
     weight_decay = config.weight_decay * config.batch_size / kilostep_scale
     norm_shifts = [p for name, p in model.named_parameters() if "norm" in name and p.requires_grad]
-    others = [p for name, p in model.named_parameters() if "norm" not in name and (p.requires_grad or
-                                                                                  name == "whiten.bias")]
+    others = [p for name, p in model.named_parameters() if "norm" not in name and p.requires_grad]
     lr_shifts = lr * config.bias_scaler
     groups = [dict(params=norm_shifts, lr=lr_shifts, weight_decay=weight_decay / lr_shifts),
               dict(params=others, lr=lr, weight_decay=weight_decay / lr)]
@@ -108,7 +108,7 @@ def train(model, train_set, test_set, config, name="speedrun"):
     train_images, train_labels = train_set
     test_images, test_labels = test_set[0], torch.as_tensor(test_set[1])
     timers = dict.fromkeys(("data", "forward_backward", "optimizer", "whitening_init", "evaluation"), 0.0)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     batches = AugmentedBatches(train_images, train_labels, config.batch_size, config.translate, config.flip,
                                config.seed)
     model.init_whitening(normalize(train_images[:5000], batches.mean, batches.std))
@@ -159,7 +159,10 @@ def train(model, train_set, test_set, config, name="speedrun"):
                         "train_loss": sums["loss"] / max(sums["count"], 1),
                         "train_accuracy": sums["correct"] / max(sums["count"], 1), **test_metrics,
                         "train_time_s": train_time - sum(h["train_time_s"] for h in history),
-                        "training_time_s": train_time, "wall_time_s": time.perf_counter() - started})
+                        "training_time_s": train_time, "wall_time_s": time.perf_counter() - started,
+                        "process_cpu_time_s": time.process_time() - cpu_started})
+        log(f"  {name} epoch {epoch + 1}/{config.epochs}: train loss {history[-1]['train_loss']:.4f}, test accuracy "
+            f"{100 * test_metrics['test_accuracy']:.2f}% after {train_time:.0f} s of training")
     tick = time.perf_counter()
     final, predictions = evaluate(model, test_images, test_labels, batches.mean, batches.std, config.tta_level)
     timers["evaluation"] += time.perf_counter() - tick

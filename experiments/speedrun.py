@@ -71,9 +71,6 @@ def run_speedrun(ctx):
                confusion=_confusion(run.pop("predictions"), test_labels, len(data.classes)),
                final={**run["history"][-1], **run["final_tta"]}, load=load.summary(),
                time_to={f"{accuracy:.4f}": time_to(run["history"], accuracy) for accuracy, _, _ in TARGETS})
-    for record, epoch_time in zip(run["history"], [r["train_time_s"] for r in run["history"]]):
-        log(f"  epoch {record['epoch']}: test {percent(record['test_accuracy'])} after "
-            f"{record['training_time_s']:.0f} s of training ({epoch_time:.0f} s this epoch)")
     log(f"  final with TTA level {config.tta_level}: {100 * run['final_tta']['test_accuracy']:.2f}%; {load.describe()}")
     ctx.runs.append(run)
     if is_main():
@@ -89,7 +86,7 @@ def _time_split_rows(run):
     rows = [[phase.replace("_", " "), f"{seconds:.1f}", f"{100 * seconds / total:.1f}%"]
             for phase, seconds in timers.items()]
     other = total - sum(timers.values())
-    return rows + [["other (metrics, bars)", f"{other:.1f}", f"{100 * other / total:.1f}%"],
+    return rows + [["other (setup, per-step metrics, progress bar)", f"{other:.1f}", f"{100 * other / total:.1f}%"],
                    ["total wall clock", f"{total:.1f}", "100%"]]
 
 
@@ -131,17 +128,25 @@ def write_speedrun_report(ctx, run, config, load):
     ])
     report.heading("Results")
     final = run["final_tta"]["test_accuracy"]
-    report.table(["target", "reached", "training time to it"], [
-        [label, "yes" if (run["time_to"][f"{accuracy:.4f}"] or 1e9) <= seconds or
-         (final >= accuracy and run["training_time_s"] <= seconds) else "no",
-         _format_time(run["time_to"][f"{accuracy:.4f}"])] for accuracy, seconds, label in TARGETS])
+    report.table(["target", "reached", "training time to it (epoch ends, no TTA)"],
+                 [[label, "yes" if reached(run, accuracy, seconds) else "no",
+                   _format_time(run["time_to"][f"{accuracy:.4f}"])] for accuracy, seconds, label in TARGETS])
     report.paragraph(f"Final test accuracy: **{100 * final:.2f}%** with TTA level {config.tta_level} "
                      f"({100 * run['history'][-1]['test_accuracy']:.2f}% without) after "
                      f"{run['training_time_s'] / 60:.1f} min of training ({run['wall_time_s'] / 60:.1f} min wall "
                      f"clock with evaluation).")
-    report.table(["epoch", "training time (s)", "this epoch (s)", "train loss", "train accuracy", "test accuracy"],
-                 [[r["epoch"], f"{r['training_time_s']:.0f}", f"{r['train_time_s']:.0f}", f"{r['train_loss']:.4f}",
-                   percent(r["train_accuracy"]), f"{100 * r['test_accuracy']:.2f}%"] for r in run["history"]])
+    report.table(["epoch", "training time (s)", "this epoch (s)", "process CPU time (s)", "train loss",
+                  "train accuracy", "test accuracy"],
+                 [[r["epoch"], f"{r['training_time_s']:.0f}", f"{r['train_time_s']:.0f}",
+                   f"{r['process_cpu_time_s']:.0f}", f"{r['train_loss']:.4f}", percent(r["train_accuracy"]),
+                   f"{100 * r['test_accuracy']:.2f}%"] for r in run["history"]])
+    last = run["history"][-1]
+    share = last["process_cpu_time_s"] / (last["wall_time_s"] * load.summary()["cpus"])
+    report.paragraph(f"This process used {last['process_cpu_time_s']:.0f} CPU-seconds (all threads, evaluation "
+                     f"included) in {last['wall_time_s']:.0f} s of wall clock: {100 * share:.0f}% of the machine's "
+                     f"{load.summary()['cpus']} CPUs. Alone on the machine with {env['threads']} threads it would "
+                     f"need roughly CPU time / threads = {last['process_cpu_time_s'] / env['threads'] / 60:.1f} min, "
+                     f"if the threads scaled perfectly.")
     report.heading("Where the time went")
     report.table(["phase", "seconds", "share"], _time_split_rows(run))
     report.heading("Figures")
@@ -149,6 +154,13 @@ def write_speedrun_report(ctx, run, config, load):
         report.figure(path, caption)
     report.write(ctx.path("report.md"))
     log(f"   wrote {ctx.path('report.md')}, metrics.json and {len(figures)} figures")
+
+
+def reached(run, accuracy, seconds):
+    """Whether an epoch's test accuracy, or the final one with TTA, reached `accuracy` within `seconds` of training."""
+    at_epoch = run["time_to"][f"{accuracy:.4f}"]
+    with_tta = run["final_tta"]["test_accuracy"] >= accuracy and run["training_time_s"] <= seconds
+    return (at_epoch is not None and at_epoch <= seconds) or with_tta
 
 
 def _format_time(seconds):
