@@ -100,10 +100,61 @@ def evaluate(model, images, labels, mean, std, tta_level=0):
             "test_accuracy": (logits.argmax(1) == labels).float().mean().item()}, logits.argmax(1)
 
 
+class _Optimisation:
+    """Nesterov SGD, its triangular schedule and the lookahead, advanced together one step at a time."""
+
+    def __init__(self, model, config, total_steps):
+        self.model, self.every, self.total_steps, self.steps = model, config.lookahead_every, total_steps, 0
+        self.optimizer = _optimizer(model, config)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _triangle(config, total_steps))
+        self.lookahead = Lookahead(model)
+        self.decays = 0.95 ** 5 * (torch.arange(total_steps + 1) / total_steps) ** 3
+
+    def step(self):
+        self.optimizer.step()
+        self.schedule.step()
+        self.steps += 1
+        if self.steps == self.total_steps:
+            self.lookahead.update(self.model, decay=1.0)   # end on the averaged weights
+        elif self.steps % self.every == 0:
+            self.lookahead.update(self.model, decay=self.decays[self.steps].item())
+
+
+def _train_epoch(model, batches, epoch, optimisation, config, timers, steps, name):
+    """One epoch of at most `steps` steps; adds to `timers`; returns the train loss and accuracy."""
+    model.whiten.bias.requires_grad_(epoch < config.whiten_bias_epochs)
+    model.train()
+    loss_sum, correct, count = 0.0, 0, 0
+    bar = tqdm(total=steps, desc=f"{name} {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True,
+               disable=config.progress is False or None)
+    tick = time.perf_counter()
+    for index, (inputs, targets) in enumerate(batches.epoch(epoch)):
+        if index >= steps:
+            break
+        timers["data"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        outputs = model(inputs)
+        loss = F.cross_entropy(outputs, targets, label_smoothing=config.label_smoothing, reduction="sum")
+        optimisation.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        timers["forward_backward"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        optimisation.step()
+        timers["optimizer"] += time.perf_counter() - tick
+        loss_sum += loss.item()
+        correct += (outputs.detach().argmax(1) == targets).sum().item()
+        count += len(targets)
+        bar.update()
+        bar.set_postfix(loss=f"{loss_sum / count:.3f}")
+        tick = time.perf_counter()
+    bar.close()
+    return {"train_loss": loss_sum / max(count, 1), "train_accuracy": correct / max(count, 1)}
+
+
 def train(model, train_set, test_set, config, name="speedrun"):
     """Trains `model` (a SpeedrunNet) on train_set = (uint8 images, labels) and evaluates on test_set after every
     epoch (without TTA) and at the end (with config.tta_level). Returns the run record: history per epoch with
-    cumulative training time, the time split, and the final predictions."""
+    cumulative training time and process CPU time, the time split, and the final predictions."""
     torch.manual_seed(config.seed)
     train_images, train_labels = train_set
     test_images, test_labels = test_set[0], torch.as_tensor(test_set[1])
@@ -113,60 +164,25 @@ def train(model, train_set, test_set, config, name="speedrun"):
                                config.seed)
     model.init_whitening(normalize(train_images[:5000], batches.mean, batches.std))
     timers["whitening_init"] = time.perf_counter() - started
-    steps_per_epoch = len(batches) if config.max_batches is None else min(len(batches), config.max_batches)
-    total_steps = steps_per_epoch * config.epochs
-    optimizer = _optimizer(model, config)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _triangle(config, total_steps))
-    lookahead = Lookahead(model)
-    decays = 0.95 ** 5 * (torch.arange(total_steps + 1) / total_steps) ** 3
-    history, step = [], 0
+    steps = len(batches) if config.max_batches is None else min(len(batches), config.max_batches)
+    optimisation = _Optimisation(model, config, steps * config.epochs)
+    history = []
     for epoch in range(config.epochs):
-        model.whiten.bias.requires_grad_(epoch < config.whiten_bias_epochs)
-        model.train()
-        sums = {"loss": 0.0, "correct": 0, "count": 0}
-        bar = tqdm(total=steps_per_epoch, desc=f"{name} {epoch + 1}/{config.epochs}", leave=False,
-                   dynamic_ncols=True, disable=config.progress is False or None)
-        tick = time.perf_counter()
-        for index, (inputs, targets) in enumerate(batches.epoch(epoch)):
-            if index >= steps_per_epoch:
-                break
-            timers["data"] += time.perf_counter() - tick
-            tick = time.perf_counter()
-            outputs = model(inputs)
-            loss = F.cross_entropy(outputs, targets, label_smoothing=config.label_smoothing, reduction="sum")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            timers["forward_backward"] += time.perf_counter() - tick
-            tick = time.perf_counter()
-            optimizer.step()
-            schedule.step()
-            step += 1
-            if step % config.lookahead_every == 0 or step == total_steps:
-                lookahead.update(model, decay=1.0 if step == total_steps else decays[step].item())
-            timers["optimizer"] += time.perf_counter() - tick
-            sums["loss"] += loss.item()
-            sums["correct"] += (outputs.detach().argmax(1) == targets).sum().item()
-            sums["count"] += len(targets)
-            bar.update()
-            bar.set_postfix(loss=f"{sums['loss'] / sums['count']:.3f}")
-            tick = time.perf_counter()
-        bar.close()
-        train_time = sum(v for k, v in timers.items() if k != "evaluation")
+        train_metrics = _train_epoch(model, batches, epoch, optimisation, config, timers, steps, name)
+        training_s = sum(seconds for phase, seconds in timers.items() if phase != "evaluation")
         tick = time.perf_counter()
         test_metrics, _ = evaluate(model, test_images, test_labels, batches.mean, batches.std)
         timers["evaluation"] += time.perf_counter() - tick
-        history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[1]["lr"],
-                        "train_loss": sums["loss"] / max(sums["count"], 1),
-                        "train_accuracy": sums["correct"] / max(sums["count"], 1), **test_metrics,
-                        "train_time_s": train_time - sum(h["train_time_s"] for h in history),
-                        "training_time_s": train_time, "wall_time_s": time.perf_counter() - started,
+        history.append({"epoch": epoch + 1, "lr": optimisation.optimizer.param_groups[1]["lr"], **train_metrics,
+                        **test_metrics, "train_time_s": training_s - sum(h["train_time_s"] for h in history),
+                        "training_time_s": training_s, "wall_time_s": time.perf_counter() - started,
                         "process_cpu_time_s": time.process_time() - cpu_started})
-        log(f"  {name} epoch {epoch + 1}/{config.epochs}: train loss {history[-1]['train_loss']:.4f}, test accuracy "
-            f"{100 * test_metrics['test_accuracy']:.2f}% after {train_time:.0f} s of training")
+        log(f"  {name} epoch {epoch + 1}/{config.epochs}: train loss {train_metrics['train_loss']:.4f}, test "
+            f"accuracy {100 * test_metrics['test_accuracy']:.2f}% after {training_s:.0f} s of training")
     tick = time.perf_counter()
     final, predictions = evaluate(model, test_images, test_labels, batches.mean, batches.std, config.tta_level)
     timers["evaluation"] += time.perf_counter() - tick
     return {"name": name, "history": history, "final_tta": final, "tta_level": config.tta_level,
-            "predictions": predictions, "timers_s": timers, "steps": step,
-            "training_time_s": sum(v for k, v in timers.items() if k != "evaluation"),
+            "predictions": predictions, "timers_s": timers, "steps": optimisation.steps,
+            "training_time_s": sum(seconds for phase, seconds in timers.items() if phase != "evaluation"),
             "wall_time_s": time.perf_counter() - started}
