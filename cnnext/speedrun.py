@@ -176,6 +176,7 @@ def train(model, train_set, test_set, config, name="speedrun"):
         history.append({"epoch": epoch + 1, "lr": optimisation.optimizer.param_groups[1]["lr"], **train_metrics,
                         **test_metrics, "train_time_s": training_s - sum(h["train_time_s"] for h in history),
                         "training_time_s": training_s, "wall_time_s": time.perf_counter() - started,
+                        "epoch_time_s": time.perf_counter() - started - (history[-1]["wall_time_s"] if history else 0),
                         "process_cpu_time_s": time.process_time() - cpu_started})
         log(f"  {name} epoch {epoch + 1}/{config.epochs}: train loss {train_metrics['train_loss']:.4f}, test "
             f"accuracy {100 * test_metrics['test_accuracy']:.2f}% after {training_s:.0f} s of training")
