@@ -74,6 +74,10 @@ def run_speedrun(ctx):
     log(f"  final with TTA level {config.tta_level}: {100 * run['final_tta']['test_accuracy']:.2f}%; {load.describe()}")
     ctx.runs.append(run)
     if is_main():
+        # the trained weights; a timed run is never resumed, rerunning the command trains afresh
+        ctx.path(name).mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict(), "epoch": config.epochs, "history": run["history"]},
+                   ctx.path(name) / "checkpoint.pt")
         write_speedrun_report(ctx, run, config, load)
 
 
@@ -172,7 +176,8 @@ EXPERIMENTS = {e.name: e for e in [
                "airbench's 8-layer network (widths 64/256/256, patch-whitening first layer, Dirac init, BatchNorm "
                "with frozen scale) trained with its recipe: Nesterov SGD with a triangular schedule, label "
                "smoothing, lookahead, alternating flips and 2-pixel translations on whole batches, flip and "
-               "translate test-time augmentation. Accuracy is plotted against wall-clock training time.",
+               "translate test-time augmentation. Accuracy is plotted against wall-clock training time. A timed run "
+               "always trains afresh (the final weights are saved, not resumed from).",
                run_speedrun, defaults={"dataset": "cifar10", "image_size": 32, "epochs": 10, "batch_size": 1024,
                                        "lr": 11.5, "weight_decay": 0.0153}, quick_image_size=32),
 ]}
