@@ -57,6 +57,9 @@ def _confusion(predictions, labels, num_classes):
 
 def run_speedrun(ctx):
     data, settings = ctx.data, ctx.settings
+    for option in ("epochs", "batch_size"):
+        if settings[option] < 1:
+            raise SystemExit(f"run.py speedrun: --{option.replace('_', '-')} must be at least 1, got {settings[option]}")
     config = SpeedrunConfig(epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
                             weight_decay=settings["weight_decay"], seed=ctx.args.seed,
                             max_batches=settings.get("max_batches"))

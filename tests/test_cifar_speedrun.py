@@ -203,3 +203,10 @@ def test_quick_run_on_cifar_layout_uses_the_cache(name, backend, cifar_dir, tmp_
     else:
         assert [r["name"] for r in metrics["runs"]] == ["hdc-1-2-5", "resnet18"]
         assert "82.92%" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--batch-size"])
+def test_speedrun_rejects_zero_epochs_or_batch(option, tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNEXT_DATA", raising=False)
+    with pytest.raises(SystemExit, match=f"{option} must be at least 1, got 0"):
+        run.main(["speedrun", "--quick", option, "0", "--out", str(tmp_path)])
