@@ -10,6 +10,7 @@ import torch
 
 from cnnext import data as datasets
 from cnnext.data.augment import BatchAugment
+from cnnext.data.cache import resolve_cache_dir
 from cnnext.models import build_model, standardized
 from cnnext.testtime import majority_baseline, test_time_variants
 from cnnext.train import TrainConfig, fit, is_main, log
@@ -103,7 +104,8 @@ class Context:
             data = datasets.load(self.settings["dataset"], self.args.data, image_size,
                                  test_fraction=self.args.test_fraction,
                                  limit_per_class=self.settings.get("limit_per_class"), augment=dataset_augment,
-                                 seed=self.args.seed, split=self.settings["split"])
+                                 seed=self.args.seed, split=self.settings["split"],
+                                 cache_dir=resolve_cache_dir(getattr(self.args, "cache", None)))
         for warning in caught:
             if issubclass(warning.category, datasets.UnreadableImageWarning):
                 log(f"   warning: {warning.message}")

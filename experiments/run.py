@@ -17,10 +17,11 @@ from cnnext import data as datasets  # noqa: E402
 from cnnext.data.vehicles import SPLITS  # noqa: E402
 from cnnext.report import Report, write_json  # noqa: E402
 from cnnext.train import ResumeError, init_distributed, is_main  # noqa: E402
-from experiments import classification, dehaze, lecture  # noqa: E402
+from experiments import cifar, classification, dehaze, lecture, speedrun  # noqa: E402
 from experiments.context import Context  # noqa: E402
 
-EXPERIMENTS = {**classification.EXPERIMENTS, **dehaze.EXPERIMENTS}
+EXPERIMENTS = {**classification.EXPERIMENTS, **dehaze.EXPERIMENTS, **cifar.EXPERIMENTS,
+               **speedrun.EXPERIMENTS}
 STANDALONE = {lecture.NAME: lecture}  # not Context experiments: each adds its own parser and runs itself
 
 
@@ -32,6 +33,8 @@ def common_options():
     group.add_argument("--data", metavar="DIR", help="data directory with vehicles/, dehaze/, cifar10/ (default: "
                        "$CNNEXT_DATA; with neither, real data bundled with scikit-learn: handwritten digits, "
                        "hazed sample photos; labelled as such)")
+    group.add_argument("--cache", metavar="DIR", help="where decoded CIFAR-10 JPEGs are kept, one .npy per split "
+                       "(default: $CNNEXT_CACHE, else ~/.cache/cnnext)")
     group.add_argument("--epochs", type=int)
     group.add_argument("--batch-size", type=int, help="per process")
     group.add_argument("--lr", type=float, help="peak learning rate (cosine schedule)")

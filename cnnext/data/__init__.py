@@ -59,12 +59,13 @@ def resolve_data_dir(data_dir=None):
 
 
 def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=None, augment=False, seed=0,
-         split="lab"):
+         split="lab", cache_dir=None):
     """The train/test split of data set `name` ('vehicles', 'cifar10', 'dehaze') as a Data record.
 
     split (vehicles): 'lab' = the last test_fraction of each class by file name, 'random' = a stratified random
     split with the same fraction, seeded by `seed` (see cnnext.data.vehicles.split_files).
-    limit_per_class caps samples per class (pairs for dehaze), for smoke tests. Without a data directory the
+    limit_per_class caps samples per class (pairs for dehaze), for smoke tests; cache_dir keeps decoded CIFAR-10
+    JPEGs on disk between runs (cnnext.data.cache). Without a data directory the
     bundled stand-in of the same task is returned (cnnext.data.bundled), with bundled=True. Unreadable image
     files are left out with a warning naming each (Data.skipped lists them)."""
     if name not in DATASETS:
@@ -90,7 +91,7 @@ def load(name, data_dir=None, image_size=64, test_fraction=0.2, limit_per_class=
                                              split)
         return Data(name, task, train, test, classes, image_size, f"real: {folder}", False,
                     describe_split(split, test_fraction, seed))
-    train, test, classes = load_cifar10(folder, image_size, limit_per_class, augment, seed)
+    train, test, classes = load_cifar10(folder, image_size, limit_per_class, augment, seed, cache_dir)
     return Data(name, task, train, test, classes, image_size, f"real: {folder}", False,
                 "CIFAR-10's own train/test sets")
 

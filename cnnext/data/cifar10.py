@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cache import cache_file_for, cached_images
 from .images import DataLayoutError, LabelledImages, image_files, labelled_images
 
 LAYOUT = ("cifar10/train/<class>/*.jpg and cifar10/test/<class>/*.jpg, or the pickled batches "
@@ -14,13 +15,19 @@ LAYOUT = ("cifar10/train/<class>/*.jpg and cifar10/test/<class>/*.jpg, or the pi
 PICKLE_DIR = "cifar-10-batches-py"
 
 
-def _folder_split(folder, classes, image_size, limit_per_class, augment, seed):
+def _folder_split(folder, classes, image_size, limit_per_class, augment, seed, cache_dir=None):
+    """LabelledImages of one split folder; decoded once into `cache_dir` when one is given."""
     paths, labels = [], []
     for label, name in enumerate(classes):
         files = image_files(folder / name)[:limit_per_class]
         paths += files
         labels += [label] * len(files)
-    return labelled_images(paths, labels, image_size, augment, seed)
+    if cache_dir is None:
+        return labelled_images(paths, labels, image_size, augment, seed)
+    cache_file = cache_file_for("cifar10", folder, folder.name, image_size, limit_per_class, cache_dir)
+    load = functools.partial(cached_images, cache_file=cache_file,
+                             description=f"decoding cifar10/{folder.name} into {cache_file.parent}")
+    return labelled_images(paths, labels, image_size, augment, seed, load)
 
 
 @functools.lru_cache(maxsize=4)
@@ -54,8 +61,9 @@ def _first_per_class(labels, limit):
     return keep
 
 
-def load_cifar10(root, image_size=32, limit_per_class=None, augment=False, seed=0):
-    """(train set, test set, class names) from either CIFAR-10 layout under `root`."""
+def load_cifar10(root, image_size=32, limit_per_class=None, augment=False, seed=0, cache_dir=None):
+    """(train set, test set, class names) from either CIFAR-10 layout under `root`. With `cache_dir`, decoded
+    JPEGs are kept there as one .npy per split (cnnext.data.cache) and reused while the files are unchanged."""
     root = Path(root)
     batch_dir = root / PICKLE_DIR if (root / PICKLE_DIR).is_dir() else root
     if (batch_dir / "data_batch_1").is_file():
@@ -69,8 +77,8 @@ def load_cifar10(root, image_size=32, limit_per_class=None, augment=False, seed=
         missing = [name for name in classes if not (root / "test" / name).is_dir()]
         if not classes or missing:
             raise DataLayoutError(f"{root}: class folders {missing or 'none'} missing; expected {LAYOUT}")
-        train = _folder_split(root / "train", classes, image_size, limit_per_class, augment, seed)
-        test = _folder_split(root / "test", classes, image_size, limit_per_class, False, seed)
+        train = _folder_split(root / "train", classes, image_size, limit_per_class, augment, seed, cache_dir)
+        test = _folder_split(root / "test", classes, image_size, limit_per_class, False, seed, cache_dir)
     else:
         raise DataLayoutError(f"CIFAR-10 data not found under {root}: expected {LAYOUT}")
     return train, test, classes

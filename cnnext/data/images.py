@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -64,13 +65,15 @@ def decode(path, size):
 
 
 @functools.lru_cache(maxsize=16)
-def load_stack(paths, size):
+def load_stack(paths, size, description="decoding"):
     """(uint8 tensor [N, 3, size, size] of the readable images at `paths` (a tuple), the indices into `paths`
     of those images, the unreadable paths). Each unreadable file is left out with an UnreadableImageWarning
     naming it; none readable at all is an UnreadableImageError. Cached, so every run and epoch in a process
-    decodes each file once."""
+    decodes each file once; a progress bar (`description`) shows for a thousand files or more."""
     images, kept, skipped = [], [], []
-    for index, path in enumerate(paths):
+    progress = tqdm(paths, desc=description, unit="img", dynamic_ncols=True, mininterval=1.0,
+                    disable=len(paths) < 1000 or None)
+    for index, path in enumerate(progress):
         try:
             images.append(decode(path, size))
             kept.append(index)
@@ -87,9 +90,10 @@ def load_stack(paths, size):
     return stack, tuple(kept), tuple(skipped)
 
 
-def labelled_images(paths, labels, size, augment=False, seed=0):
-    """LabelledImages of the readable files among `paths` with their `labels` (unreadable ones left out)."""
-    images, kept, skipped = load_stack(tuple(paths), size)
+def labelled_images(paths, labels, size, augment=False, seed=0, load=load_stack):
+    """LabelledImages of the readable files among `paths` with their `labels` (unreadable ones left out);
+    `load(paths, size)` gives (images, kept indices, skipped paths), as load_stack does."""
+    images, kept, skipped = load(tuple(paths), size)
     return LabelledImages(images, [labels[i] for i in kept], augment, seed, skipped)
 
 
