@@ -17,9 +17,7 @@ with a message.
 """
 import argparse
 import copy
-import statistics
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cnnext  # noqa: E402
 from cnnext.models import build_model  # noqa: E402
+from cnnext.timing import time_interleaved  # noqa: E402
 from conv_speed import geometric_mean, machine_info, save_results  # noqa: E402
 
 PASSES = ("inference", "train step")
@@ -113,20 +112,6 @@ def pass_call(case, model, pass_name, x, target):
     return infer if pass_name == "inference" else train_step
 
 
-def time_alternately(calls, warmup, repeats):
-    """Median ms of each call; every repeat runs each once, in turn, so load falls on all alike."""
-    for run in calls.values():
-        for _ in range(warmup):
-            run()
-    samples = {label: [] for label in calls}
-    for _ in range(repeats):
-        for label, run in calls.items():
-            t0 = time.perf_counter()
-            run()
-            samples[label].append((time.perf_counter() - t0) * 1e3)
-    return {label: statistics.median(values) for label, values in samples.items()}
-
-
 def bench_case(case, args):
     reference = case.build()
     converted = cnnext.convert(copy.deepcopy(reference))
@@ -137,7 +122,7 @@ def bench_case(case, args):
     for pass_name in PASSES:
         calls = {"torch": pass_call(case, reference, pass_name, x, target),
                  "cnnext": pass_call(case, converted, pass_name, x, target)}
-        ms = time_alternately(calls, args.warmup, args.repeats)
+        ms = time_interleaved(calls, warmup=args.warmup, repeats=args.repeats)
         rows.append({"model": case.name, "group": case.group, "pass": pass_name, "batch": case.batch,
                      "image_size": case.image_size, "torch_ms": ms["torch"], "cnnext_ms": ms["cnnext"],
                      "ratio": ms["torch"] / ms["cnnext"], "max_abs_diff": difference})
