@@ -389,26 +389,32 @@ def save_results(args, info, totals, rows, plot_rows):
         plot_rows(rows, args.plot)
 
 
-def plot(rows, path):
+def plot_ratio_bars(ratios, path, ylabel, title):
+    """Grouped bar chart of `ratios` ({pass name: {label: ratio}}) around the line of equal speed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    layers = list(dict.fromkeys(r["layer"] for r in rows))
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(layers)), 4))
-    width = 0.4
-    for i, pass_name in enumerate(("fwd", "fwd+bwd")):
-        ratio = {r["layer"]: r["ratio"] for r in rows if r["impl"] == "cnnext" and r["pass"] == pass_name}
-        xs = [j + (i - 0.5) * width for j in range(len(layers))]
-        ax.bar(xs, [ratio.get(layer, 0) for layer in layers], width, label=pass_name)
+    labels = list(dict.fromkeys(label for by_label in ratios.values() for label in by_label))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(labels)), 4))
+    width = 0.8 / len(ratios)
+    for i, (pass_name, by_label) in enumerate(ratios.items()):
+        xs = [j + (i - (len(ratios) - 1) / 2) * width for j in range(len(labels))]
+        ax.bar(xs, [by_label.get(label, 0) for label in labels], width, label=pass_name)
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(layers)), layers, rotation=60, ha="right")
-    ax.set_ylabel("native time / cnnext time")
-    ax.set_title("cnnext vs PyTorch native (higher is faster)")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot(rows, path):
+    ratios = {pass_name: {r["layer"]: r["ratio"] for r in rows if r["impl"] == "cnnext" and r["pass"] == pass_name}
+              for pass_name in ("fwd", "fwd+bwd")}
+    plot_ratio_bars(ratios, path, "native time / cnnext time", "cnnext vs PyTorch native (higher is faster)")
 
 
 def parse_args(argv=None):

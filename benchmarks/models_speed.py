@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cnnext  # noqa: E402
 from cnnext.models import build_model  # noqa: E402
 from cnnext.timing import time_interleaved  # noqa: E402
-from conv_speed import geometric_mean, machine_info, save_results  # noqa: E402
+from conv_speed import geometric_mean, machine_info, plot_ratio_bars, save_results  # noqa: E402
 
 PASSES = ("inference", "train step")
 
@@ -149,25 +149,9 @@ def row_text(r):
 
 
 def plot(rows, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(models)), 4))
-    width = 0.4
-    for i, pass_name in enumerate(PASSES):
-        ratio = {r["model"]: r["ratio"] for r in rows if r["pass"] == pass_name}
-        ax.bar([j + (i - 0.5) * width for j in range(len(models))], [ratio.get(m, 0) for m in models], width,
-               label=pass_name)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(models)), models, rotation=45, ha="right")
-    ax.set_ylabel("PyTorch time / cnnext time")
-    ax.set_title("Whole models on cnnext (via convert) vs PyTorch (higher is faster)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ratios = {pass_name: {r["model"]: r["ratio"] for r in rows if r["pass"] == pass_name} for pass_name in PASSES}
+    plot_ratio_bars(ratios, path, "PyTorch time / cnnext time",
+                    "Whole models on cnnext (via convert) vs PyTorch (higher is faster)")
 
 
 def main(argv=None):
