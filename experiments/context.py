@@ -40,6 +40,7 @@ class Experiment:
     task: str = "classification"
     defaults: dict = field(default_factory=dict)
     quick_image_size: int = 16
+    add_options: object = None  # function(argparse parser): the experiment's own command-line options
 
 
 def resolve_settings(experiment, args):

@@ -75,7 +75,10 @@ def build_parser():
     commands = parser.add_subparsers(dest="experiment", required=True, metavar="NAME")
     common = common_options()
     for experiment in EXPERIMENTS.values():
-        commands.add_parser(experiment.name, parents=[common], help=experiment.title, description=experiment.help)
+        command = commands.add_parser(experiment.name, parents=[common], help=experiment.title,
+                                      description=experiment.help)
+        if experiment.add_options:
+            experiment.add_options(command.add_argument_group(f"{experiment.name} options"))
     commands.add_parser("all", parents=[common], help="every experiment above, one after another (into OUT/NAME/)")
     for entry in STANDALONE.values():
         entry.add_parser(commands)

@@ -2,11 +2,13 @@
 with --backend torch, on PyTorch's; the headline is test accuracy against wall-clock training time."""
 import shlex
 import sys
+from dataclasses import replace
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from cnnext.models import count_parameters  # noqa: E402
@@ -31,17 +33,27 @@ def time_to(history, accuracy):
     return next((record["training_time_s"] for record in history if record["test_accuracy"] >= accuracy), None)
 
 
-def plot_accuracy_vs_time(run, path, title):
-    figure, axis = plt.subplots(figsize=(7, 4.2))
-    minutes = [record["training_time_s"] / 60 for record in run["history"]]
-    axis.plot(minutes, [100 * r["test_accuracy"] for r in run["history"]], marker="o", label="test (no TTA)")
-    axis.plot([run["training_time_s"] / 60], [100 * run["final_tta"]["test_accuracy"]], "r*", markersize=12,
-              label=f"final, TTA level {run['tta_level']}")
+def plot_accuracy_vs_time(runs, path, title):
+    """Test accuracy at each epoch end against training time, one line per run (colour: backend, style: seed),
+    with each run's final accuracy with TTA as a star."""
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    backends = sorted({run["backend"] for run in runs})
+    for run in runs:
+        colour = f"C{backends.index(run['backend'])}"
+        style = ["-", "--", ":", "-."][run["seed_index"] % 4]
+        minutes = [record["training_time_s"] / 60 for record in run["history"]]
+        axis.plot(minutes, [100 * r["test_accuracy"] for r in run["history"]], style, color=colour, marker="o",
+                  markersize=3, label=f"{run['backend']} seed {run['seed']}")
+        axis.plot([run["training_time_s"] / 60], [100 * run["final_tta"]["test_accuracy"]], "*", color=colour,
+                  markersize=11)
     for accuracy, seconds, label in TARGETS:
         axis.axhline(100 * accuracy, color="grey", linestyle=":", linewidth=1)
         axis.axvline(seconds / 60, color="grey", linestyle=":", linewidth=1)
         axis.annotate(label, (seconds / 60, 100 * accuracy), fontsize="x-small", ha="right", va="bottom")
-    axis.set(xlabel="wall-clock training time (min)", ylabel="test accuracy (%)", title=title)
+    lowest = min(100 * r["history"][0]["test_accuracy"] for r in runs)
+    axis.set_ylim(max(lowest - 2, 0), 100)
+    axis.set(xlabel="wall-clock training time (min)", ylabel="test accuracy (%)",
+             title=f"{title}; stars: final accuracy with TTA")
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small", loc="lower right")
     figure.tight_layout()
@@ -55,60 +67,112 @@ def _confusion(predictions, labels, num_classes):
     return counts.view(num_classes, num_classes).tolist()
 
 
+def add_options(group):
+    group.add_argument("--compare-torch", action="store_true",
+                       help="also train every seed on PyTorch's kernels, alternating the two backends seed by seed, "
+                            "and report the accuracy difference and the speed ratio")
+
+
 def run_speedrun(ctx):
-    data, settings = ctx.data, ctx.settings
+    settings = ctx.settings
     for option in ("epochs", "batch_size"):
         if settings[option] < 1:
             raise SystemExit(f"run.py speedrun: --{option.replace('_', '-')} must be at least 1, got {settings[option]}")
+    backends = [ctx.backend]
+    if getattr(ctx.args, "compare_torch", False) and ctx.backend != "torch":
+        backends.append("torch")
     config = SpeedrunConfig(epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
-                            weight_decay=settings["weight_decay"], seed=ctx.args.seed,
-                            max_batches=settings.get("max_batches"))
-    torch.manual_seed(ctx.args.seed)
-    model = SpeedrunNet(num_classes=len(data.classes), widths=_widths(settings["width"]), backend=ctx.backend)
-    name = f"speedrun-{ctx.backend}"
+                            weight_decay=settings["weight_decay"], max_batches=settings.get("max_batches"))
+    for index, seed in enumerate(ctx.seeds):
+        for backend in backends:
+            ctx.runs.append(_train_one(ctx, backend, replace(config, seed=seed), index))
+    if is_main():
+        write_speedrun_report(ctx, config, backends)
+
+
+def _train_one(ctx, backend, config, seed_index):
+    """One timed run of the recipe on `backend`; saves its final weights (a timed run is never resumed)."""
+    data = ctx.data
+    torch.manual_seed(config.seed)
+    model = SpeedrunNet(num_classes=len(data.classes), widths=_widths(ctx.settings["width"]), backend=backend)
+    name = f"speedrun-{backend}-seed{config.seed}"
     with LoadSampler() as load:
         run = train(model, (data.train.images, data.train.labels), (data.test.images, data.test.labels), config,
                     name)
     test_labels = torch.as_tensor(data.test.labels)
-    run.update(model="speedrun", backend=ctx.backend, parameters=count_parameters(model), widths=model_widths(model),
+    run.update(model="speedrun", backend=backend, seed=config.seed, seed_index=seed_index,
+               parameters=count_parameters(model), widths=model_widths(model),
                confusion=_confusion(run.pop("predictions"), test_labels, len(data.classes)),
-               final={**run["history"][-1], **run["final_tta"]}, load=load.summary(),
+               final={**run["history"][-1], **run["final_tta"]}, load=load.summary(), load_text=load.describe(),
                time_to={f"{accuracy:.4f}": time_to(run["history"], accuracy) for accuracy, _, _ in TARGETS})
-    log(f"  final with TTA level {config.tta_level}: {100 * run['final_tta']['test_accuracy']:.2f}%; {load.describe()}")
-    ctx.runs.append(run)
+    log(f"  {name}: final with TTA level {config.tta_level}: {100 * run['final_tta']['test_accuracy']:.2f}% after "
+        f"{run['training_time_s'] / 60:.1f} min of training; {load.describe()}")
     if is_main():
-        # the trained weights; a timed run is never resumed, rerunning the command trains afresh
         ctx.path(name).mkdir(parents=True, exist_ok=True)
         torch.save({"model": model.state_dict(), "epoch": config.epochs, "history": run["history"]},
                    ctx.path(name) / "checkpoint.pt")
-        write_speedrun_report(ctx, run, config, load)
+    return run
 
 
 def model_widths(model):
     return [group.conv2.out_channels for group in model.groups]
 
 
-def _time_split_rows(run):
-    timers, total = run["timers_s"], run["wall_time_s"]
-    rows = [[phase.replace("_", " "), f"{seconds:.1f}", f"{100 * seconds / total:.1f}%"]
-            for phase, seconds in timers.items()]
-    other = total - sum(timers.values())
+def _time_split_rows(runs):
+    """Seconds per phase, summed over `runs` (all of one backend)."""
+    phases = runs[0]["timers_s"]
+    total = sum(run["wall_time_s"] for run in runs)
+    seconds = {phase: sum(run["timers_s"][phase] for run in runs) for phase in phases}
+    rows = [[phase.replace("_", " "), f"{value:.1f}", f"{100 * value / total:.1f}%"] for phase, value in seconds.items()]
+    other = total - sum(seconds.values())
     return rows + [["other (setup, per-step metrics, progress bar)", f"{other:.1f}", f"{100 * other / total:.1f}%"],
                    ["total wall clock", f"{total:.1f}", "100%"]]
 
 
-def write_speedrun_report(ctx, run, config, load):
+def _mean_std(values, scale=1.0, digits=2):
+    values = np.asarray(values, dtype=float) * scale
+    return f"{values.mean():.{digits}f}" + (f" ± {values.std():.{digits}f}" if len(values) > 1 else "")
+
+
+def _backend_rows(runs, backends):
+    rows = []
+    for backend in backends:
+        own = [run for run in runs if run["backend"] == backend]
+        rows.append([backend, len(own), _mean_std([r["final_tta"]["test_accuracy"] for r in own], 100) + "%",
+                     _mean_std([r["history"][-1]["test_accuracy"] for r in own], 100) + "%",
+                     _mean_std([r["training_time_s"] for r in own], 1 / 60, 1)])
+    return rows
+
+
+def _comparison(runs, backends):
+    """The accuracy difference and the training-time ratio of the two backends, from their seed means."""
+    means = {}
+    for backend in backends:
+        own = [run for run in runs if run["backend"] == backend]
+        means[backend] = (np.mean([r["final_tta"]["test_accuracy"] for r in own]),
+                          np.mean([r["training_time_s"] for r in own]))
+    (first, second) = backends
+    difference = 100 * (means[first][0] - means[second][0])
+    ratio = means[second][1] / means[first][1]
+    return (f"Mean final accuracy (with TTA) {first} minus {second}: **{difference:+.2f} points**. Training time "
+            f"{second} / {first}: **{ratio:.2f}x** (above 1: {first} is faster). The two backends were trained "
+            f"alternately, seed by seed, in one process, so both saw the same machine load.")
+
+
+def write_speedrun_report(ctx, config, backends):
+    runs = ctx.runs
     ctx.out.mkdir(parents=True, exist_ok=True)
     env = environment(ctx.backend, ctx.args.device)
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    figures = [(plot_accuracy_vs_time(run, ctx.path("accuracy_vs_time.png"), f"CIFAR-10 speedrun ({ctx.backend})"),
-                "Test accuracy against wall-clock training time (evaluation excluded); the star is the final "
-                "accuracy with test-time augmentation"),
-               (plot_curves([run], ctx.path("curves.png"), "CIFAR-10 speedrun"), "Loss and accuracy per epoch")]
+    figures = [(plot_accuracy_vs_time(runs, ctx.path("accuracy_vs_time.png"), "CIFAR-10 speedrun"),
+                "Test accuracy at each epoch end against wall-clock training time (evaluation excluded); the stars "
+                "are the final accuracies with test-time augmentation"),
+               (plot_curves(runs, ctx.path("curves.png"), "CIFAR-10 speedrun"), "Loss and accuracy per epoch")]
     write_json(ctx.path("metrics.json"), {
         "experiment": ctx.experiment.name, "title": ctx.experiment.title, "command": command,
         "bundled_data": ctx.data.bundled, "data": ctx.data.summary(), "settings": ctx.settings,
-        "config": vars(config), "quick": ctx.args.quick, "environment": env, "runs": ctx.runs})
+        "config": vars(config), "seeds": ctx.seeds, "backends": backends, "quick": ctx.args.quick,
+        "environment": env, "runs": runs})
     report = Report(ctx.experiment.title)
     if ctx.data.bundled:
         report.paragraph("> **Bundled sample data, not CIFAR-10.** No data directory was given (`--data` or "
@@ -122,40 +186,48 @@ def write_speedrun_report(ctx, run, config, load):
         ["command", f"`{command}`"],
         ["data", f"{summary['dataset']} ({summary['source']}): {summary['train_samples']} train / "
                  f"{summary['test_samples']} test, {summary['image_size']} px"],
-        ["network", f"SpeedrunNet widths {run['widths']}, {run['parameters']:,} trainable parameters, "
-                    f"conv/pool kernels `{ctx.backend}`"],
+        ["network", f"SpeedrunNet widths {runs[0]['widths']}, {runs[0]['parameters']:,} trainable parameters"],
+        ["kernels", " and ".join(f"`{backend}`" for backend in backends) +
+         (" (alternating, seed by seed)" if len(backends) > 1 else "")],
         ["recipe", f"{config.epochs} epochs, batch {config.batch_size}, Nesterov SGD lr {config.lr:g} / momentum "
                    f"{config.momentum} / weight decay {config.weight_decay:g} (airbench units, per 1024 samples), "
                    f"triangular schedule, label smoothing {config.label_smoothing}, lookahead every "
                    f"{config.lookahead_every} steps, {config.flip} flips + translate {config.translate}, TTA level "
-                   f"{config.tta_level}, seed {config.seed}"],
-        ["machine", f"{env['processor']}, {load.summary()['cpus']} CPUs, torch {env['torch']} with "
+                   f"{config.tta_level}"],
+        ["seeds", ", ".join(str(seed) for seed in ctx.seeds)],
+        ["machine", f"{env['processor']}, {runs[0]['load']['cpus']} CPUs, torch {env['torch']} with "
                     f"{env['threads']} threads, device {env['device']}"],
-        ["machine load", load.describe() + " (the machine is shared; see metrics.json for samples and processes)"],
     ])
     report.heading("Results")
-    final = run["final_tta"]["test_accuracy"]
-    report.table(["target", "reached", "training time to it (epoch ends, no TTA)"],
-                 [[label, "yes" if reached(run, accuracy, seconds) else "no",
-                   _format_time(run["time_to"][f"{accuracy:.4f}"])] for accuracy, seconds, label in TARGETS])
-    report.paragraph(f"Final test accuracy: **{100 * final:.2f}%** with TTA level {config.tta_level} "
-                     f"({100 * run['history'][-1]['test_accuracy']:.2f}% without) after "
-                     f"{run['training_time_s'] / 60:.1f} min of training ({run['wall_time_s'] / 60:.1f} min wall "
-                     f"clock with evaluation).")
-    report.table(["epoch", "training time (s)", "this epoch (s)", "process CPU time (s)", "train loss",
-                  "train accuracy", "test accuracy"],
-                 [[r["epoch"], f"{r['training_time_s']:.0f}", f"{r['train_time_s']:.0f}",
-                   f"{r['process_cpu_time_s']:.0f}", f"{r['train_loss']:.4f}", percent(r["train_accuracy"]),
-                   f"{100 * r['test_accuracy']:.2f}%"] for r in run["history"]])
-    last = run["history"][-1]
-    share = last["process_cpu_time_s"] / (last["wall_time_s"] * load.summary()["cpus"])
-    report.paragraph(f"This process used {last['process_cpu_time_s']:.0f} CPU-seconds (all threads, evaluation "
-                     f"included) in {last['wall_time_s']:.0f} s of wall clock: {100 * share:.0f}% of the machine's "
-                     f"{load.summary()['cpus']} CPUs. Alone on the machine with {env['threads']} threads it would "
-                     f"need roughly CPU time / threads = {last['process_cpu_time_s'] / env['threads'] / 60:.1f} min, "
-                     f"if the threads scaled perfectly.")
+    report.table(["kernels", "runs", "final test accuracy with TTA", "without TTA", "training time (min)"],
+                 _backend_rows(runs, backends))
+    if len(backends) > 1:
+        report.paragraph(_comparison(runs, backends))
+    report.table(["run", "final with TTA", "training (min)"] +
+                 [f"{label}: reached (first epoch end at it)" for _, _, label in TARGETS],
+                 [[run["name"], f"{100 * run['final_tta']['test_accuracy']:.2f}%", f"{run['training_time_s'] / 60:.1f}"]
+                  + [f"{'yes' if reached(run, accuracy, seconds) else 'no'} "
+                     f"({_format_time(run['time_to'][f'{accuracy:.4f}'])})" for accuracy, seconds, _ in TARGETS]
+                  for run in runs])
+    report.heading("Per epoch")
+    for run in runs:
+        report.paragraph(f"**{run['name']}**: {100 * run['final_tta']['test_accuracy']:.2f}% with TTA level "
+                         f"{run['tta_level']} ({100 * run['history'][-1]['test_accuracy']:.2f}% without) after "
+                         f"{run['training_time_s'] / 60:.1f} min of training ({run['wall_time_s'] / 60:.1f} min "
+                         f"wall clock with evaluation); {run['load_text']}.")
+        report.table(["epoch", "training time (s)", "this epoch (s)", "process CPU time (s)", "train loss",
+                      "train accuracy", "test accuracy"],
+                     [[r["epoch"], f"{r['training_time_s']:.0f}", f"{r['train_time_s']:.0f}",
+                       f"{r['process_cpu_time_s']:.0f}", f"{r['train_loss']:.4f}", percent(r["train_accuracy"]),
+                       f"{100 * r['test_accuracy']:.2f}%"] for r in run["history"]])
     report.heading("Where the time went")
-    report.table(["phase", "seconds", "share"], _time_split_rows(run))
+    for backend in backends:
+        report.paragraph(f"`{backend}` kernels, summed over their runs:")
+        report.table(["phase", "seconds", "share"], _time_split_rows([r for r in runs if r["backend"] == backend]))
+    last = runs[-1]["history"][-1]
+    report.paragraph(f"The last run used {last['process_cpu_time_s']:.0f} CPU-seconds (all threads, evaluation "
+                     f"included) in {last['wall_time_s']:.0f} s of wall clock on {runs[-1]['load']['cpus']} CPUs; "
+                     "metrics.json has the load samples and the busiest processes at the start and end of each run.")
     report.heading("Figures")
     for path, caption in figures:
         report.figure(path, caption)
@@ -182,5 +254,6 @@ EXPERIMENTS = {e.name: e for e in [
                "translate test-time augmentation. Accuracy is plotted against wall-clock training time. A timed run "
                "always trains afresh (the final weights are saved, not resumed from).",
                run_speedrun, defaults={"dataset": "cifar10", "image_size": 32, "epochs": 10, "batch_size": 1024,
-                                       "lr": 11.5, "weight_decay": 0.0153}, quick_image_size=32),
+                                       "lr": 11.5, "weight_decay": 0.0153, "seeds": 1}, quick_image_size=32,
+               add_options=add_options),
 ]}

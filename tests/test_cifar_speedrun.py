@@ -205,6 +205,19 @@ def test_quick_run_on_cifar_layout_uses_the_cache(name, backend, cifar_dir, tmp_
         assert "82.92%" in (out / "report.md").read_text()
 
 
+def test_speedrun_compares_backends_seed_by_seed(cifar_dir, tmp_path):
+    out = tmp_path / "out"
+    run.main(["speedrun", "--quick", "--threads", "1", "--data", str(cifar_dir), "--cache", str(tmp_path / "cache"),
+              "--out", str(out), "--seeds", "2", "--compare-torch"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [(r["backend"], r["seed"]) for r in metrics["runs"]] == [("cnnext", 0), ("torch", 0), ("cnnext", 1),
+                                                                     ("torch", 1)]
+    assert metrics["backends"] == ["cnnext", "torch"] and metrics["seeds"] == [0, 1]
+    report = (out / "report.md").read_text()
+    assert "Training time torch / cnnext" in report and "speedrun-torch-seed1" in report
+    assert (out / "speedrun-cnnext-seed1" / "checkpoint.pt").is_file()
+
+
 @pytest.mark.parametrize("option", ["--epochs", "--batch-size"])
 def test_speedrun_rejects_zero_epochs_or_batch(option, tmp_path, monkeypatch):
     monkeypatch.delenv("CNNEXT_DATA", raising=False)
