@@ -4,7 +4,6 @@ the whitening layer's bias trained for the first epochs only, lookahead (an EMA 
 the model every 5 steps), whole-batch augmentation, and flip/translate test-time augmentation. Every phase is
 timed: data, forward+backward, optimiser and evaluation.
 """
-import math
 import time
 from dataclasses import dataclass
 
@@ -12,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .data.batch_augment import AugmentedBatches, normalize
+from .data.augment import AugmentedBatches, normalize
 from .train import log
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from cnnext.data import cache as cache_module
 from cnnext.data import load_cifar10
-from cnnext.data.batch_augment import AugmentedBatches, channel_stats, normalize, random_crop
+from cnnext.data.augment import AugmentedBatches, channel_stats, normalize, random_crop
 from cnnext.data.cache import cache_file_for, cached_images, resolve_cache_dir
 from cnnext.models.speedrun_net import SpeedrunNet
 from test_cli import run

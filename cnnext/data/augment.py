@@ -1,14 +1,20 @@
-"""Batched training-time augmentation of classification inputs (tensors [N, C, H, W] in [-1, 1], as the
-loaders give them): every op draws its random factors per image and runs on the whole batch at once.
+"""Augmentation of whole batches as tensor operations (random factors drawn per image, no per-sample Python).
 
-    augment = BatchAugment(geometric=True, photometric="strong", seed=0)
-    inputs = augment(inputs)          # in the training loop, before the model
-
-geometric: a random resized crop (scale 0.35-1 of the area, aspect 3/4-4/3, one affine_grid/grid_sample for
-the batch) and a horizontal flip. photometric 'strong' is made for the vehicle set's shift between its
-train and test parts (night photos, a darker and bluer second camera): brightness x0.3-1.4, gamma 0.6-1.8,
-contrast x0.6-1.4, per-channel gains x0.7-1.3 (white balance), saturation x0-1.6 and 20% grayscale.
-'light' is brightness x0.7-1.2 and contrast x0.8-1.2 only.
+Two drivers share the ops below:
+- BatchAugment, a callable for the training loop (cnnext.train: TrainConfig.augment) on float inputs in [-1, 1]:
+      augment = BatchAugment(geometric=True, photometric="strong", seed=0)
+      inputs = augment(inputs)
+  geometric: a random resized crop (scale 0.35-1 of the area, aspect 3/4-4/3, one affine_grid/grid_sample for
+  the batch) and a horizontal flip. photometric 'strong' is made for the vehicle set's shift between its train
+  and test parts (night photos, a darker and bluer second camera): brightness x0.3-1.4, gamma 0.6-1.8, contrast
+  x0.6-1.4, per-channel gains x0.7-1.3 (white balance), saturation x0-1.6 and 20% grayscale. 'light' is
+  brightness x0.7-1.2 and contrast x0.8-1.2 only.
+- AugmentedBatches, shuffled batches from a uint8 set held in memory (the CIFAR-10 speedrun): random translation
+  (reflect padding, then a random crop per image) and flips, optionally alternating (Jordan's airbench: every
+  image is flipped in every other epoch, chosen at random in the first, so each consecutive pair of epochs sees
+  both orientations):
+      batches = AugmentedBatches(images, labels, batch_size=1024, translate=2, seed=0)
+      for inputs, targets in batches.epoch(epoch): ...
 """
 import math
 
@@ -44,9 +50,35 @@ def random_resized_crop(images, generator, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def random_flip(images, generator):
-    mirror = (torch.rand(len(images), generator=generator) < 0.5).to(images.device)
-    return torch.where(mirror[:, None, None, None], images.flip(-1), images)
+def flip_where(images, mask):
+    """images with those where mask [N] is True mirrored left-right."""
+    return torch.where(mask.to(images.device).view(-1, 1, 1, 1), images.flip(-1), images)
+
+
+def random_crop(padded, size, generator):
+    """A random size x size window of each image of `padded` [N, C, H, W] (all windows equally likely)."""
+    count, span = len(padded), padded.shape[-1] - size + 1
+    if span == 1:
+        return padded
+    offsets = torch.randint(0, span, (count, 2), generator=generator)
+    out = torch.empty(padded.shape[:2] + (size, size), dtype=padded.dtype)
+    for top in range(span):          # (2 * translate + 1)^2 slicing ops per batch, not one per image
+        for left in range(span):
+            chosen = ((offsets[:, 0] == top) & (offsets[:, 1] == left)).nonzero().flatten()
+            if len(chosen):
+                out[chosen] = padded[chosen, :, top:top + size, left:left + size]
+    return out
+
+
+def channel_stats(images):
+    """Per-channel mean and standard deviation (shape [C]) of a uint8 or float batch [N, C, H, W], in its units."""
+    flat = images.transpose(0, 1).reshape(images.shape[1], -1).double()
+    return flat.mean(1).float(), flat.std(1).float()
+
+
+def normalize(images, mean, std):
+    """(images - mean) / std per channel, as float32."""
+    return (images.float() - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
 def photometric_jitter(images, generator, strength="strong"):
@@ -96,7 +128,7 @@ class BatchAugment:
         if self.geometric:
             images = random_resized_crop(images, self.generator, self.crop_scale, flip=self.flip)
         elif self.flip:
-            images = random_flip(images, self.generator)
+            images = flip_where(images, torch.rand(len(images), generator=self.generator) < 0.5)
         images = photometric_jitter(images, self.generator, self.photometric)
         return images * 2 - 1
 
@@ -107,3 +139,47 @@ class BatchAugment:
         if self.photometric != "none":
             parts.append(f"{self.photometric} photometric jitter")
         return " + ".join(parts) or "none"
+
+
+class AugmentedBatches:
+    """Shuffled, augmented training batches from uint8 images [N, C, H, W] and labels [N].
+
+    translate: pixels of random shift (reflect padding); flip: 'alternating', 'random' or 'none'. Batches are
+    uint8 until `epoch` hands them out normalised (float32, per-channel statistics of the given images)."""
+
+    def __init__(self, images, labels, batch_size, translate=2, flip="alternating", seed=0, drop_last=False):
+        if flip not in ("alternating", "random", "none"):
+            raise ValueError(f"AugmentedBatches: flip must be 'alternating', 'random' or 'none', got {flip!r}")
+        if len(images) != len(labels):
+            raise ValueError(f"AugmentedBatches: {len(images)} images but {len(labels)} labels")
+        self.labels, self.batch_size, self.translate, self.flip = torch.as_tensor(labels), batch_size, translate, flip
+        self.size = images.shape[-1]
+        self.mean, self.std = channel_stats(images)
+        pad = (translate,) * 4
+        # reflect padding needs float; padding once keeps the per-batch work to slicing
+        self.padded = F.pad(images.float(), pad, mode="reflect").to(images.dtype) if translate else images
+        self.generator = torch.Generator().manual_seed(seed)
+        self.first_flips = torch.rand(len(images), generator=self.generator) < 0.5
+        self.drop_last = drop_last
+
+    def __len__(self):
+        count = len(self.labels) / self.batch_size
+        return math.floor(count) if self.drop_last else math.ceil(count)
+
+    def _flips(self, indices, epoch):
+        if self.flip == "none":
+            return None
+        if self.flip == "random":
+            return torch.rand(len(indices), generator=self.generator) < 0.5
+        return self.first_flips[indices] ^ bool(epoch % 2)
+
+    def epoch(self, epoch):
+        """Yields (float inputs normalised, labels) batches of one epoch in a fresh random order."""
+        order = torch.randperm(len(self.labels), generator=self.generator)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            indices = order[start:start + self.batch_size]
+            batch = random_crop(self.padded[indices], self.size, self.generator)
+            flips = self._flips(indices, epoch)
+            if flips is not None:
+                batch = flip_where(batch, flips)
+            yield normalize(batch, self.mean, self.std), self.labels[indices]
