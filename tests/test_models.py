@@ -183,6 +183,16 @@ def test_cifar_resnets_follow_he_et_al(depth):
         cnnext.models.cifar_resnet(21)
 
 
+def test_residual_blocks_start_as_the_identity_where_zero_initialised():
+    model = build_model("resnet20").eval()
+    block = model.stages[1][1]          # identity shortcut, no projection
+    x = torch.rand(2, 32, 16, 16)       # non-negative, as after a ReLU
+    torch.testing.assert_close(block(x), x)
+    plain = build_model("plain20")
+    assert all(m.bn2.weight.abs().sum() > 0 for m in plain.modules() if hasattr(m, "bn2"))
+    assert all(m.bn2.weight.abs().sum() > 0 for m in build_model("resnet18").modules() if hasattr(m, "bn2"))
+
+
 def test_per_image_standardization():
     layer = cnnext.models.PerImageStandardization()
     x = torch.rand(4, 3, 8, 8) * 0.2 + torch.arange(4.0).view(4, 1, 1, 1)

@@ -37,7 +37,7 @@ class BasicBlock(nn.Module):
 
 class ResNet(nn.Module):
     def __init__(self, num_classes=3, in_channels=3, blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512),
-                 dilations=(1, 1, 1, 1), residual=True, backend="cnnext"):
+                 dilations=(1, 1, 1, 1), residual=True, zero_init_residual=False, backend="cnnext"):
         super().__init__()
         Conv2d = layer_class("Conv2d", backend)
         self.stem = nn.Sequential(Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
@@ -53,6 +53,15 @@ class ResNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
+        if zero_init_residual and residual:
+            self.zero_init_residual()
+
+    def zero_init_residual(self):
+        """Every block's last BatchNorm scale set to 0 (Goyal et al. 2017, torchvision's zero_init_residual): each
+        residual block starts as the identity, so a deep net starts as trainable as a shallow one."""
+        for module in self.modules():
+            if isinstance(module, BasicBlock):
+                nn.init.zeros_(module.bn2.weight)
 
     def forward(self, x):
         return self.fc(self.pool(self.stages(self.stem(x))).flatten(1))
