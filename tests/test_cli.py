@@ -158,3 +158,15 @@ def test_unreadable_images_are_logged_and_reported(tmp_path, capsys):
     assert "skipped 1 unreadable image file(s)" in out
     assert metrics["data"]["skipped_files"] == [str(bad)]
     assert "1 unreadable image file(s) skipped" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_bundled_digits_are_upsampled_only_as_far_as_the_models_need(bundled, tmp_path, monkeypatch):
+    from experiments.context import resolve_settings
+
+    def image_size(*argv):
+        return resolve_settings(run.EXPERIMENTS[argv[0]], run.build_parser().parse_args(argv))["image_size"]
+
+    assert image_size("resnet") == 16 and image_size("dilated") == 32      # HDC's unpadded rates need 32 px
+    assert image_size("resnet", "--image-size", "40") == 40
+    assert image_size("resnet", "--data", str(tmp_path)) == 32             # a real data set keeps the recipe
+    assert image_size("dehaze") == run.EXPERIMENTS["dehaze"].defaults["image_size"]
