@@ -170,3 +170,8 @@ def test_bundled_digits_are_upsampled_only_as_far_as_the_models_need(bundled, tm
     assert image_size("resnet", "--image-size", "40") == 40
     assert image_size("resnet", "--data", str(tmp_path)) == 32             # a real data set keeps the recipe
     assert image_size("dehaze") == run.EXPERIMENTS["dehaze"].defaults["image_size"]
+
+
+def test_all_runs_the_lab_experiments_and_leaves_the_hours_long_cifar_ones_out():
+    assert {"conv", "resnet", "dilated", "dehaze"} <= set(run.LAB_EXPERIMENTS)
+    assert set(run.CIFAR_ONLY) == {"cifar", "speedrun"} and not set(run.CIFAR_ONLY) & set(run.LAB_EXPERIMENTS)
