@@ -50,7 +50,7 @@ def plot_accuracy_vs_time(runs, path, title):
         axis.axhline(100 * accuracy, color="grey", linestyle=":", linewidth=1)
         axis.axvline(seconds / 60, color="grey", linestyle=":", linewidth=1)
         axis.annotate(label, (seconds / 60, 100 * accuracy), fontsize="x-small", ha="right", va="bottom")
-    lowest = min(100 * r["history"][0]["test_accuracy"] for r in runs)
+    lowest = min(100 * record["test_accuracy"] for run in runs for record in run["history"])
     axis.set_ylim(max(lowest - 2, 0), 100)
     axis.set(xlabel="wall-clock training time (min)", ylabel="test accuracy (%)",
              title=f"{title}; stars: final accuracy with TTA")
