@@ -188,5 +188,5 @@ EXPERIMENTS = {e.name: e for e in [
                "plain/residual 20- and 56-layer CIFAR networks.", run_resnet,
                defaults={"split": "random", "width": 0.25, "deep_epochs": 10}),
     Experiment("resnet-dilated", "ResNet-18 with dilated convolutions", "ResNet-18 against its dilated variant.",
-               run_resnet_dilated, defaults={"width": 0.25}),
+               run_resnet_dilated, defaults={"width": 0.25, "image_size": 64, "epochs": 30}),
 ]}
