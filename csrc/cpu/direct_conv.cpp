@@ -281,14 +281,25 @@ Scratch<T> packed_weight_for(const at::Tensor& weight, int64_t groups, bool tran
 
 // grad weight as the kernels leave it, [G, R*S*Cg, Kg], -> weight's layout [G*Kg, Cg, R, S], by two
 // register transposes (ATen's permuted copy took 17 ms for 512x512x3x3).
-at::Tensor unpacked_grad_weight(const at::Tensor& dw, int64_t groups, int64_t cg, int64_t kg, int64_t r, int64_t s) {
+at::Tensor unpacked_grad_weight(const float* dw, int64_t groups, int64_t cg, int64_t kg, int64_t r, int64_t s) {
   const int64_t taps = r * s;
-  auto k_first = at::empty({groups * kg, taps, cg}, dw.options());
-  transpose_matrices(dw.data_ptr<float>(), k_first.data_ptr<float>(), groups, taps * cg, kg);
-  if (taps == 1) return k_first.view({groups * kg, cg, r, s});
-  auto out = at::empty({groups * kg, cg, r, s}, dw.options());
-  transpose_matrices(k_first.data_ptr<float>(), out.data_ptr<float>(), groups * kg, taps, cg);
+  auto out = at::empty({groups * kg, cg, r, s}, at::kFloat);
+  if (taps == 1) {
+    transpose_matrices(dw, out.data_ptr<float>(), groups, cg, kg);
+    return out;
+  }
+  Scratch<float> k_first(groups * kg * taps * cg);  // [G*Kg, R*S, Cg]
+  transpose_matrices(dw, k_first.get(), groups, taps * cg, kg);
+  transpose_matrices(k_first.get(), out.data_ptr<float>(), groups * kg, taps, cg);
   return out;
+}
+
+// sum[i] += part[i] for i < n.
+void add_into(float* sum, const float* part, int64_t n) {
+  constexpr int64_t kChunk = 4096;
+  for_range(worth_threads(n), ceil_div(n, kChunk), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin * kChunk; i < std::min(n, end * kChunk); ++i) sum[i] += part[i];
+  });
 }
 
 uint16_t last_lanes_mask(int64_t width) {
@@ -631,12 +642,13 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
   // reads while they are in L2. The partials are then added in slice order.
   constexpr int64_t kChunkPixels = 256;
   const int64_t slices = at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, s.n);
-  auto partial = at::empty({slices, gr.groups, rows, kg}, input.options().dtype(at::kFloat));
+  const int64_t dw_size = gr.groups * rows * kg;
+  Scratch<float> partial(slices * dw_size);  // [slices, G, rows, Kg]
   const int64_t images_per_step = ceil_div(kChunkPixels, s.ho * ceil_div(s.wo, kPixelsPerElement<E>));
   at::parallel_for(0, slices, 1, [&](int64_t first_slice, int64_t last_slice) {
     for (int64_t slice = first_slice; slice < last_slice; ++slice) {
       const int64_t image_end = (slice + 1) * s.n / slices;
-      float* dw = partial[slice].data_ptr<float>();
+      float* dw = partial.get() + slice * dw_size;
       bool accumulate = false;
       for (int64_t first = slice * s.n / slices; first < image_end; first += images_per_step) {
         const int64_t count = std::min(images_per_step, image_end - first);
@@ -669,9 +681,8 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
       }
     }
   });
-  auto dw = partial[0];
-  for (int64_t slice = 1; slice < slices; ++slice) dw.add_(partial[slice]);
-  return unpacked_grad_weight(dw, gr.groups, cg, kg, s.r, s.s).to(input.scalar_type());
+  for (int64_t slice = 1; slice < slices; ++slice) add_into(partial.get(), partial.get() + slice * dw_size, dw_size);
+  return unpacked_grad_weight(partial.get(), gr.groups, cg, kg, s.r, s.s).to(input.scalar_type());
 }
 
 }  // namespace
