@@ -56,11 +56,9 @@ template <typename T>
 T* data(const at::Tensor& t) {
   if constexpr (std::is_same_v<T, float>) {
     return t.data_ptr<float>();
-  } else if constexpr (std::is_same_v<T, bf16>) {
-    return reinterpret_cast<bf16*>(t.data_ptr<at::BFloat16>());
   } else {
-    static_assert(std::is_same_v<T, uint32_t>);  // pairs of bfloat16 in an int32 tensor
-    return reinterpret_cast<uint32_t*>(t.data_ptr<int32_t>());
+    static_assert(std::is_same_v<T, bf16>);
+    return reinterpret_cast<bf16*>(t.data_ptr<at::BFloat16>());
   }
 }
 
@@ -75,6 +73,27 @@ class Scratch {
  private:
   at::DataPtr memory_;
 };
+
+// Channels-last memory [N, H, W, C] that the kernels read or write: a tensor's own (kept alive by `tensor`) or
+// scratch memory.
+template <typename T>
+struct NhwcMemory {
+  at::Tensor tensor;
+  Scratch<T> scratch;
+  T* data;
+};
+
+template <typename T>
+NhwcMemory<T> memory_of(const at::Tensor& t) {
+  return {t, Scratch<T>(0), data<T>(t)};
+}
+
+template <typename T>
+NhwcMemory<T> scratch_memory(int64_t n) {
+  Scratch<T> scratch(n);
+  T* memory = scratch.get();
+  return {at::Tensor(), std::move(scratch), memory};
+}
 
 // fn(begin, end) over [0, count): split among the threads when `parallel`, else all in this thread.
 template <typename Fn>
@@ -124,13 +143,13 @@ void store_padded_row(const T* src, int64_t sw, int64_t sc, T* dst, int64_t c, i
   std::fill(row + w * channels, row + (w + right) * channels, T{});
 }
 
-// t [N, C, H, W] (any strides) -> memory [N, top+H+bottom, left+W+right, channels] with zeros around
+// t [N, C, H, W] (any strides) -> [N, top+H+bottom, left+W+right, channels] with zeros around
 // (and in the channels past C), row by row in plain loops: on small layers the per-call cost of the ATen ops
 // (narrow + zero_ per border, a strided copy_) was more than the convolution. NCHW rows (unit stride along W)
 // are transposed 8x8 in registers, 10x faster than ATen's strided copy for this permutation. A t that already
-// is that memory (channels-last, no padding) comes back as it is: callers read only data<T>() of the result.
+// is that memory (channels-last, no padding) is used as it is.
 template <typename T>
-at::Tensor padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right,
+NhwcMemory<T> padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right,
                        bool parallel = true, int64_t channels = 0) {
   const int64_t n = t.size(0), c = t.size(1), h = t.size(2), w = t.size(3);
   channels = std::max(channels, c);
@@ -142,11 +161,11 @@ at::Tensor padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t
   const bool unpadded = top == 0 && bottom == 0 && left == 0 && right == 0 && channels == c;
   const bool dense_nhwc =
       channels_inner && (w == 1 || sw == c) && (h == 1 || sh == w * c) && (n == 1 || sn == h * w * c);
-  if (unpadded && dense_nhwc) return t;
+  if (unpadded && dense_nhwc) return memory_of<T>(t);
   const int64_t hp = top + h + bottom, wp = left + w + right;
-  auto out = at::empty({n, hp, wp, channels}, t.options());
+  auto out = scratch_memory<T>(n * hp * wp * channels);
   const T* src = data<T>(t);
-  T* dst = data<T>(out);
+  T* dst = out.data;
   for_range(parallel, n * hp, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t img = row / hp, y = row % hp - top;
@@ -166,20 +185,20 @@ at::Tensor images(const at::Tensor& t, int64_t first, int64_t count) {
   return first == 0 && count == t.size(0) ? t : t.narrow(0, first, count);
 }
 
-// The [N, H, W, C] memory of a result that goes to dst [N, C, H, W]: dst itself when dst is channels-last, else a
-// new buffer for store_nhwc to transpose from.
-at::Tensor nhwc_buffer_for(const at::Tensor& dst) {
-  if (dst.is_contiguous(at::MemoryFormat::ChannelsLast)) return dst;
-  return at::empty({dst.size(0), dst.size(2), dst.size(3), dst.size(1)}, dst.options());
+// The [N, H, W, C] memory of a result that goes to dst [N, C, H, W]: dst's own when dst is channels-last, else
+// scratch memory for store_nhwc to transpose from.
+template <typename T>
+NhwcMemory<T> nhwc_memory_for(const at::Tensor& dst) {
+  return dst.is_contiguous(at::MemoryFormat::ChannelsLast) ? memory_of<T>(dst) : scratch_memory<T>(dst.numel());
 }
 
-// dst [N, C, H, W] = nhwc [N, H, W, C], unless nhwc already is dst's memory (nhwc_buffer_for).
+// dst [N, C, H, W] = nhwc [N, H, W, C], unless nhwc already is dst's memory (nhwc_memory_for).
 template <typename T>
-void store_nhwc(const at::Tensor& nhwc, at::Tensor& dst, bool parallel) {
-  if (nhwc.data_ptr() == dst.data_ptr()) return;
+void store_nhwc(const NhwcMemory<T>& nhwc, at::Tensor& dst, bool parallel) {
+  if (nhwc.data == dst.data_ptr()) return;
   TORCH_INTERNAL_ASSERT(dst.is_contiguous());
   const int64_t n = dst.size(0), c = dst.size(1), pixels = dst.size(2) * dst.size(3);
-  const T* src = data<T>(nhwc);
+  const T* src = nhwc.data;
   T* out = data<T>(dst);
   constexpr int64_t kPixelBlock = 256;
   const int64_t blocks = ceil_div(pixels, kPixelBlock);
@@ -486,12 +505,12 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
     const auto x_pad =
         padded_nhwc<T>(images(input, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, parallel, channels);
     auto out_step = images(out, first, count);
-    auto out_nhwc = nhwc_buffer_for(out_step);
+    const auto out_nhwc = nhwc_memory_for<T>(out_step);
     Conv2dShape step = s;
     step.n = count;
     TapProblem<T> pr;
-    pr.a = data<T>(x_pad);
-    pr.c = data<T>(out_nhwc);
+    pr.a = x_pad.data;
+    pr.c = out_nhwc.data;
     pr.a_off = window_offsets(step, p, hp, wp);
     pr.c_off.resize(pr.a_off.size());
     for (size_t m = 0; m < pr.c_off.size(); ++m) pr.c_off[m] = static_cast<int64_t>(m) * s.k;
@@ -532,7 +551,7 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
     const auto go_pad =
         padded_nhwc<T>(images(grad_output, first, count), top, bottom, left, right, parallel, channels);
     auto dx_step = images(dx, first, count);
-    auto dx_nhwc = nhwc_buffer_for(dx_step);
+    const auto dx_nhwc = nhwc_memory_for<T>(dx_step);
     for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
       for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw) {
         TapProblem<T> pr;
@@ -555,8 +574,8 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
             }
           }
         }
-        pr.a = data<T>(go_pad);
-        pr.c = data<T>(dx_nhwc);
+        pr.a = go_pad.data;
+        pr.c = dx_nhwc.data;
         pr.reduction = reduction;
         pr.b = w.get();
         pr.width = width;
@@ -578,8 +597,9 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
 // [n * pixels, K] and the offset of every pixel's window in x_pad. In bfloat16 each element holds the values
 // of two neighbouring pixels of an output row (PixelSumTileOf<uint32_t>): x_pad at w and at w + stride_w,
 // grad_output at 2j and 2j + 1 (zero past the row's end), and the windows are those of the pairs' first pixels.
+template <typename E>
 struct PixelStep {
-  at::Tensor x, g;
+  NhwcMemory<E> x, g;
   std::vector<int64_t> pix_off;
 };
 
@@ -587,7 +607,7 @@ template <typename E>
 constexpr int64_t kPixelsPerElement = std::is_same_v<E, float> ? 1 : 2;
 
 template <typename E>
-PixelStep pixel_step(const at::Tensor& input, const at::Tensor& grad_output, const Conv2dShape& step,
+PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, const Conv2dShape& step,
                      const Conv2dParams& p) {
   const int64_t hp = step.h + 2 * p.pad_h, wp = step.w + 2 * p.pad_w;
   auto pix_off = window_offsets(step, p, hp, wp, kPixelsPerElement<E>);
@@ -598,20 +618,20 @@ PixelStep pixel_step(const at::Tensor& input, const at::Tensor& grad_output, con
     const auto x = padded_nhwc<bf16>(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w + p.stride_w, false);
     const auto go = padded_nhwc<bf16>(grad_output, 0, 0, 0, 0, false);
     const int64_t c = step.c, k = step.k, pairs = ceil_div(step.wo, 2);
-    auto x_pairs = at::empty({step.n, hp, wp, c}, input.options().dtype(at::kInt));
-    auto g_pairs = at::empty({step.n, step.ho, pairs, k}, input.options().dtype(at::kInt));
+    auto x_pairs = scratch_memory<uint32_t>(step.n * hp * wp * c);
+    auto g_pairs = scratch_memory<uint32_t>(step.n * step.ho * pairs * k);
     for (int64_t row = 0; row < step.n * hp; ++row) {
-      const bf16* src = data<bf16>(x) + row * (wp + p.stride_w) * c;
-      kernels::interleave_bf16(src, src + p.stride_w * c, data<uint32_t>(x_pairs) + row * wp * c, wp * c);
+      const bf16* src = x.data + row * (wp + p.stride_w) * c;
+      kernels::interleave_bf16(src, src + p.stride_w * c, x_pairs.data + row * wp * c, wp * c);
     }
     for (int64_t row = 0; row < step.n * step.ho; ++row) {
       for (int64_t j = 0; j < pairs; ++j) {
-        const bf16* first = data<bf16>(go) + (row * step.wo + 2 * j) * k;
+        const bf16* first = go.data + (row * step.wo + 2 * j) * k;
         kernels::interleave_bf16(first, 2 * j + 1 < step.wo ? first + k : nullptr,
-                                 data<uint32_t>(g_pairs) + (row * pairs + j) * k, k);
+                                 g_pairs.data + (row * pairs + j) * k, k);
       }
     }
-    return {x_pairs, g_pairs, std::move(pix_off)};
+    return {std::move(x_pairs), std::move(g_pairs), std::move(pix_off)};
   }
 }
 
@@ -671,8 +691,8 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
             const int tile_rows = kernels::rows_per_tile(t.nvec);
             t.rows = static_cast<int>(std::min<int64_t>(tile_rows, rows - row));
             for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row_off[row + std::min(i, t.rows - 1)];
-            t.x = data<E>(x_pad) + (gr.depthwise ? v0 * kLanes : g * cg);
-            t.g = data<E>(go) + chunk * s.k + g * kg + v0 * kLanes;
+            t.x = x_pad.data + (gr.depthwise ? v0 * kLanes : g * cg);
+            t.g = go.data + chunk * s.k + g * kg + v0 * kLanes;
             t.dw = dw + (g * rows + row) * kg + v0 * kLanes;
             kernels::pixel_sum_tile_avx512(t);
           }
