@@ -150,7 +150,7 @@ void store_padded_row(const T* src, int64_t sw, int64_t sc, T* dst, int64_t c, i
 // is that memory (channels-last, no padding) is used as it is.
 template <typename T>
 NhwcMemory<T> padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right,
-                       bool parallel = true, int64_t channels = 0) {
+                          bool parallel = true, int64_t channels = 0) {
   const int64_t n = t.size(0), c = t.size(1), h = t.size(2), w = t.size(3);
   channels = std::max(channels, c);
   const int64_t sn = t.stride(0), sc = t.stride(1), sh = t.stride(2), sw = t.stride(3);
