@@ -9,6 +9,7 @@ and overhead = cnnext time / native time (1.0: the same cost per call; below: ch
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -67,7 +68,9 @@ def main(argv=None):
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     info = machine_info("cpu")
-    print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, {info['date']}")
+    info["load_average"] = [round(load, 2) for load in os.getloadavg()]  # 1, 5, 15 min: what else ran
+    print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, {info['date']}, "
+          f"load average {info['load_average']}")
     print(f"{'op':<12} {'pass':<8} {'cnnext us':>10} {'native us':>10} {'overhead':>9}")
     rows = []
     for op in args.op or CASES:

@@ -71,13 +71,24 @@ def _check_tensors(input, weight, bias, op="conv2d"):
     ops.check_same_device(op, **dict(named))
 
 
+def _op_entry(name):
+    """The C++ callable behind torch.ops.cnnext.<name>.default: the same call without OpOverload.__call__'s
+    Python frame, which is a tenth of the cost of a call on a tiny input."""
+    overload = getattr(torch.ops.cnnext, name).default
+    return getattr(overload, "_op", overload)
+
+
+_OP_ENTRIES = {name: _op_entry(name) for name in ("conv2d", "conv3d", "max_pool2d", "avg_pool2d")}
+
+
 def _fast_call(op, input, *args):
-    """op(input, *args) for a batched tensor input, or None where the checked path must decide (any other
-    input, refused arguments such as a complex input, tracing by torch.compile, which needs no shortcut)."""
+    """torch.ops.cnnext.<op>(input, *args) for a batched tensor input, or None where the checked path must decide
+    (any other input, refused arguments such as a complex input, tracing by torch.compile, which needs no
+    shortcut)."""
     if type(input) is not torch.Tensor or torch.compiler.is_compiling():  # noqa: E721 (subclasses: checked path)
         return None
     try:
-        return op(input, *args)
+        return _OP_ENTRIES[op](input, *args)
     except (TypeError, RuntimeError, NotImplementedError):
         return None
 
@@ -85,7 +96,7 @@ def _fast_call(op, input, *args):
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Applies a 2-D convolution over an input image; same arguments and results as F.conv2d."""
     if not isinstance(padding, str) and getattr(input, "ndim", 0) == 4:
-        out = _fast_call(torch.ops.cnnext.conv2d.default, input, weight, bias, stride, padding, dilation, groups)
+        out = _fast_call("conv2d", input, weight, bias, stride, padding, dilation, groups)
         if out is not None:
             return out
     _check_tensors(input, weight, bias)
@@ -167,7 +178,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Applies a 3-D convolution over a volume (or video); same arguments and results as F.conv3d."""
     if not isinstance(padding, str) and getattr(input, "ndim", 0) == 5:
-        out = _fast_call(torch.ops.cnnext.conv3d.default, input, weight, bias, stride, padding, dilation, groups)
+        out = _fast_call("conv3d", input, weight, bias, stride, padding, dilation, groups)
         if out is not None:
             return out
     _check_conv_args("conv3d", input, weight, bias, groups, spatial_dims=3)
@@ -211,7 +222,7 @@ def _pool_stride(op, stride, kernel_size):
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """2-D max pooling; same arguments and results as F.max_pool2d, including the returned indices."""
     if getattr(input, "ndim", 0) == 4:
-        out = _fast_call(torch.ops.cnnext.max_pool2d.default, input, kernel_size, kernel_size if stride is None else stride,
+        out = _fast_call("max_pool2d", input, kernel_size, kernel_size if stride is None else stride,
                          padding, dilation, ceil_mode)
         if out is not None:
             return out if return_indices else out[0]
@@ -230,7 +241,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                divisor_override=None):
     """2-D average pooling; same arguments and results as F.avg_pool2d."""
     if getattr(input, "ndim", 0) == 4:
-        out = _fast_call(torch.ops.cnnext.avg_pool2d.default, input, kernel_size, kernel_size if stride is None else stride,
+        out = _fast_call("avg_pool2d", input, kernel_size, kernel_size if stride is None else stride,
                          padding, ceil_mode, count_include_pad, divisor_override)
         if out is not None:
             return out

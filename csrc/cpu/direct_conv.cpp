@@ -13,6 +13,7 @@
 #include "direct_conv.h"
 
 #include <ATen/Parallel.h>
+#include <c10/core/CPUAllocator.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -55,12 +56,43 @@ template <typename T>
 T* data(const at::Tensor& t) {
   if constexpr (std::is_same_v<T, float>) {
     return t.data_ptr<float>();
-  } else if constexpr (std::is_same_v<T, bf16>) {
-    return reinterpret_cast<bf16*>(t.data_ptr<at::BFloat16>());
   } else {
-    static_assert(std::is_same_v<T, uint32_t>);  // pairs of bfloat16 in an int32 tensor
-    return reinterpret_cast<uint32_t*>(t.data_ptr<int32_t>());
+    static_assert(std::is_same_v<T, bf16>);
+    return reinterpret_cast<bf16*>(t.data_ptr<at::BFloat16>());
   }
+}
+
+// Memory for n values of T, 64-byte aligned like at::empty's, without the cost of a tensor (a dispatcher call
+// and a TensorImpl: on a small layer, each was a tenth of the call).
+template <typename T>
+class Scratch {
+ public:
+  explicit Scratch(int64_t n) : memory_(c10::GetCPUAllocator()->allocate(n * sizeof(T))) {}
+  T* get() const { return static_cast<T*>(memory_.get()); }
+
+ private:
+  at::DataPtr memory_;
+};
+
+// Channels-last memory [N, H, W, C] that the kernels read or write: a tensor's own (kept alive by `tensor`) or
+// scratch memory.
+template <typename T>
+struct NhwcMemory {
+  at::Tensor tensor;
+  Scratch<T> scratch;
+  T* data;
+};
+
+template <typename T>
+NhwcMemory<T> memory_of(const at::Tensor& t) {
+  return {t, Scratch<T>(0), data<T>(t)};
+}
+
+template <typename T>
+NhwcMemory<T> scratch_memory(int64_t n) {
+  Scratch<T> scratch(n);
+  T* memory = scratch.get();
+  return {at::Tensor(), std::move(scratch), memory};
 }
 
 // fn(begin, end) over [0, count): split among the threads when `parallel`, else all in this thread.
@@ -90,56 +122,83 @@ void over_image_steps(int64_t n, int64_t images_per_step, const Body& body) {
   });
 }
 
-// t [N, C, H, W] (any strides) -> contiguous [N, top+H+bottom, left+W+right, channels] with zeros around
-// (and in the channels past C). NCHW rows (unit stride along W) are transposed 8x8 in registers: ATen's
-// generic strided copy is ~10x slower than a plain copy for this permutation and would cost as much as the
-// convolution on small layers.
+// One row of padded_nhwc's result: `w` pixels of `c` channels from src (pixel stride sw, channel stride sc) into
+// dst with `channels` values per pixel (zeros past c) and `left` / `right` zero pixels around.
 template <typename T>
-at::Tensor padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right,
-                       bool parallel = true, int64_t channels = 0) {
+void store_padded_row(const T* src, int64_t sw, int64_t sc, T* dst, int64_t c, int64_t w, int64_t channels,
+                      int64_t left, int64_t right) {
+  std::fill(dst, dst + left * channels, T{});
+  T* row = dst + left * channels;
+  if ((sc == 1 || c == 1) && sw == c && channels == c) {
+    std::copy(src, src + w * c, row);
+  } else if (sc == 1 || c == 1) {
+    for (int64_t x = 0; x < w; ++x) {
+      std::copy(src + x * sw, src + x * sw + c, row + x * channels);
+      std::fill(row + x * channels + c, row + (x + 1) * channels, T{});
+    }
+  } else {  // unit stride along W (see padded_nhwc)
+    kernels::transpose_avx512(src, sc, row, channels, c, w);
+    for (int64_t x = 0; channels > c && x < w; ++x) std::fill(row + x * channels + c, row + (x + 1) * channels, T{});
+  }
+  std::fill(row + w * channels, row + (w + right) * channels, T{});
+}
+
+// t [N, C, H, W] (any strides) -> [N, top+H+bottom, left+W+right, channels] with zeros around
+// (and in the channels past C), row by row in plain loops: on small layers the per-call cost of the ATen ops
+// (narrow + zero_ per border, a strided copy_) was more than the convolution. NCHW rows (unit stride along W)
+// are transposed 8x8 in registers, 10x faster than ATen's strided copy for this permutation. A t that already
+// is that memory (channels-last, no padding) is used as it is.
+template <typename T>
+NhwcMemory<T> padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right,
+                          bool parallel = true, int64_t channels = 0) {
   const int64_t n = t.size(0), c = t.size(1), h = t.size(2), w = t.size(3);
   channels = std::max(channels, c);
-  const auto nhwc = t.permute({0, 2, 3, 1});
-  if (top == 0 && bottom == 0 && left == 0 && right == 0 && channels == c && nhwc.is_contiguous()) return nhwc;
-  const int64_t hp = top + h + bottom, wp = left + w + right;
-  auto out = at::empty({n, hp, wp, channels}, t.options());
-  if (channels > c) out.narrow(3, c, channels - c).zero_();
-  if (top > 0) out.narrow(1, 0, top).zero_();
-  if (bottom > 0) out.narrow(1, top + h, bottom).zero_();
-  auto rows = out.narrow(1, top, h);
-  if (left > 0) rows.narrow(2, 0, left).zero_();
-  if (right > 0) rows.narrow(2, left + w, right).zero_();
-  if (t.stride(3) != 1 || c == 1) {
-    rows.narrow(2, left, w).narrow(3, 0, c).copy_(nhwc);
-    return out;
+  const int64_t sn = t.stride(0), sc = t.stride(1), sh = t.stride(2), sw = t.stride(3);
+  const bool channels_inner = sc == 1 || c == 1;
+  if (!channels_inner && sw != 1 && w != 1) {
+    return padded_nhwc<T>(t.contiguous(), top, bottom, left, right, parallel, channels);
   }
+  const bool unpadded = top == 0 && bottom == 0 && left == 0 && right == 0 && channels == c;
+  const bool dense_nhwc =
+      channels_inner && (w == 1 || sw == c) && (h == 1 || sh == w * c) && (n == 1 || sn == h * w * c);
+  if (unpadded && dense_nhwc) return memory_of<T>(t);
+  const int64_t hp = top + h + bottom, wp = left + w + right;
+  auto out = scratch_memory<T>(n * hp * wp * channels);
   const T* src = data<T>(t);
-  T* dst = data<T>(out);
-  const int64_t sn = t.stride(0), sc = t.stride(1), sh = t.stride(2);
-  for_range(parallel, n * h, [&](int64_t begin, int64_t end) {
+  T* dst = out.data;
+  for_range(parallel, n * hp, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t img = row / h, y = row % h;
-      kernels::transpose_avx512(src + img * sn + y * sh, sc, dst + ((img * hp + top + y) * wp + left) * channels,
-                                channels, c, w);
+      const int64_t img = row / hp, y = row % hp - top;
+      T* d = dst + row * wp * channels;
+      if (y < 0 || y >= h) {
+        std::fill(d, d + wp * channels, T{});
+      } else {
+        store_padded_row(src + img * sn + y * sh, sw, sc, d, c, w, channels, left, right);
+      }
     }
   });
   return out;
 }
 
-// An [N, H, W, C] buffer for a result that goes to dst [N, C, H, W]: dst's own memory when dst is
-// channels-last, else a new buffer for store_nhwc to transpose from.
-at::Tensor nhwc_buffer_for(const at::Tensor& dst) {
-  const auto view = dst.permute({0, 2, 3, 1});
-  return view.is_contiguous() ? view : at::empty(view.sizes(), dst.options());
+// Images [first, first + count) of t, without a slice op when that is all of them.
+at::Tensor images(const at::Tensor& t, int64_t first, int64_t count) {
+  return first == 0 && count == t.size(0) ? t : t.narrow(0, first, count);
 }
 
-// dst [N, C, H, W] = nhwc [N, H, W, C], unless nhwc already is dst's memory (nhwc_buffer_for).
+// The [N, H, W, C] memory of a result that goes to dst [N, C, H, W]: dst's own when dst is channels-last, else
+// scratch memory for store_nhwc to transpose from.
 template <typename T>
-void store_nhwc(const at::Tensor& nhwc, at::Tensor& dst, bool parallel) {
-  if (nhwc.data_ptr() == dst.data_ptr()) return;
+NhwcMemory<T> nhwc_memory_for(const at::Tensor& dst) {
+  return dst.is_contiguous(at::MemoryFormat::ChannelsLast) ? memory_of<T>(dst) : scratch_memory<T>(dst.numel());
+}
+
+// dst [N, C, H, W] = nhwc [N, H, W, C], unless nhwc already is dst's memory (nhwc_memory_for).
+template <typename T>
+void store_nhwc(const NhwcMemory<T>& nhwc, at::Tensor& dst, bool parallel) {
+  if (nhwc.data == dst.data_ptr()) return;
   TORCH_INTERNAL_ASSERT(dst.is_contiguous());
-  const int64_t n = nhwc.size(0), pixels = nhwc.size(1) * nhwc.size(2), c = nhwc.size(3);
-  const T* src = data<T>(nhwc);
+  const int64_t n = dst.size(0), c = dst.size(1), pixels = dst.size(2) * dst.size(3);
+  const T* src = nhwc.data;
   T* out = data<T>(dst);
   constexpr int64_t kPixelBlock = 256;
   const int64_t blocks = ceil_div(pixels, kPixelBlock);
@@ -152,13 +211,16 @@ void store_nhwc(const at::Tensor& nhwc, at::Tensor& dst, bool parallel) {
   });
 }
 
+// Whether work over `elements` values is worth waking the other threads for.
+bool worth_threads(int64_t elements) { return elements >= at::internal::GRAIN_SIZE; }
+
 // dst[m] = src[m] transposed for `count` contiguous [rows, cols] matrices; the threads split them into bands of
 // rows (a single weight matrix is most of the work of packing it).
 template <typename T>
 void transpose_matrices(const T* src, T* dst, int64_t count, int64_t rows, int64_t cols) {
   constexpr int64_t kBandRows = 64;
   const int64_t bands = ceil_div(rows, kBandRows);
-  at::parallel_for(0, count * bands, 1, [&](int64_t begin, int64_t end) {
+  for_range(worth_threads(count * rows * cols), count * bands, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t m = task / bands, r0 = task % bands * kBandRows;
       kernels::transpose_avx512(src + (m * rows + r0) * cols, cols, dst + m * rows * cols + r0, rows,
@@ -167,64 +229,96 @@ void transpose_matrices(const T* src, T* dst, int64_t count, int64_t rows, int64
   });
 }
 
-// weight [K, Cg, R, S] -> [G, blocks, R*S, reduction, 64]: per group, blocks of 64 lanes (one tile's width,
-// zero-padded) outermost so that the weights a tile streams are contiguous; for the forward pass
-// reduction = Cg and lanes over Kg, transposed reduction = Kg and lanes over Cg. The forward order moves K
-// innermost, which ATen's permuted copy does slowly (7 ms for 512x512x3x3): each group's [Kg, Cg*R*S]
-// matrix is transposed in registers first.
+// Contiguous weight [K, Cg, R, S] with the lanes innermost: [G, reduction, R*S, width]; for the forward pass
+// reduction = Cg and lanes over Kg (each group's [Kg, Cg*R*S] matrix transposed), transposed reduction = Kg and
+// lanes over Cg (each output channel's [Cg, R*S] transposed). Register transposes: ATen's permuted copy took 7 ms
+// for 512x512x3x3.
 template <typename T>
-at::Tensor packed_weight(const at::Tensor& weight, int64_t groups, bool transposed) {
-  const int64_t k = weight.size(0), cg = weight.size(1), taps = weight.size(2) * weight.size(3), kg = k / groups;
-  const int64_t width = transposed ? cg : kg, reduction = transposed ? kg : cg;
-  at::Tensor lanes_last;  // [G, taps, reduction, width]
+Scratch<T> lanes_innermost(const at::Tensor& w, int64_t groups, bool transposed) {
+  const int64_t k = w.size(0), cg = w.size(1), taps = w.size(2) * w.size(3);
+  Scratch<T> out(w.numel());
   if (transposed) {
-    lanes_last = weight.reshape({groups, kg, cg, taps}).permute({0, 3, 1, 2});
+    transpose_matrices(data<T>(w), out.get(), k, cg, taps);
   } else {
-    const auto w = weight.contiguous();
-    auto k_last = at::empty({groups, cg, taps, kg}, weight.options());
-    transpose_matrices(data<T>(w), data<T>(k_last), groups, kg, cg * taps);
-    lanes_last = k_last.permute({0, 2, 1, 3});
+    transpose_matrices(data<T>(w), out.get(), groups, k / groups, cg * taps);
   }
-  const int64_t blocks = ceil_div(width, kBlockLanes);
-  auto packed = blocks * kBlockLanes == width ? at::empty({groups, blocks, taps, reduction, kBlockLanes}, weight.options())
-                                              : at::zeros({groups, blocks, taps, reduction, kBlockLanes}, weight.options());
-  for (int64_t block = 0; block < blocks; ++block) {
-    const int64_t lanes = std::min(kBlockLanes, width - block * kBlockLanes);
-    packed.select(1, block).narrow(3, 0, lanes).copy_(lanes_last.narrow(3, block * kBlockLanes, lanes));
-  }
-  return packed;
+  return out;
 }
 
-// The packed weight that the kernels for T read: packed_weight<T>(), in bfloat16 with the reduction taken in
-// pairs ([..., reduction/2, 64, 2]: rows 2j and 2j+1 interleaved) unless depthwise (no reduction).
+// dst[0, 64) = src[0, lanes) and zeros; in bfloat16 pairs (below) rows j and j + 1 interleaved.
 template <typename T>
-at::Tensor packed_weight_for(const at::Tensor& weight, int64_t groups, bool transposed, bool depthwise) {
-  const auto packed = packed_weight<T>(weight, groups, transposed);  // [G, blocks, taps, reduction, 64]
-  if (std::is_same_v<T, float> || depthwise) return packed;
-  const int64_t reduction = packed.size(3);
-  TORCH_INTERNAL_ASSERT(reduction % 2 == 0, "bfloat16 reductions are padded to pairs");
-  auto pairs = at::empty(packed.sizes(), packed.options());
-  const int64_t row_pairs = packed.numel() / (2 * kBlockLanes);
-  at::parallel_for(0, row_pairs, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) {
-      const bf16* rows = data<bf16>(packed) + j * 2 * kBlockLanes;
-      kernels::interleave_bf16(rows, rows + kBlockLanes,
-                               reinterpret_cast<uint32_t*>(data<bf16>(pairs) + j * 2 * kBlockLanes), kBlockLanes);
+void store_lanes(const T* src, int64_t lanes, T* dst) {
+  std::copy(src, src + lanes, dst);
+  std::fill(dst + lanes, dst + kBlockLanes, T{});
+}
+
+void store_lane_pairs(const bf16* first, const bf16* second, int64_t lanes, uint32_t* dst) {
+  kernels::interleave_bf16(first, second, dst, lanes);
+  std::fill(dst + lanes, dst + kBlockLanes, 0u);
+}
+
+// The packed weight that the kernels for T read: weight [K, Cg, R, S] -> [G, blocks, R*S, reduction, 64]: per
+// group, blocks of 64 lanes (one tile's width, zero-padded) outermost so that the weights a tile streams are
+// contiguous (lanes and reduction as in lanes_innermost). In bfloat16, unless depthwise (no reduction), the
+// reduction is taken in pairs: [..., reduction/2, 64, 2], rows 2j and 2j+1 interleaved. Runs of lanes are copied
+// in plain loops (ATen's narrow + copy_ per block cost more than a small convolution).
+template <typename T>
+Scratch<T> packed_weight_for(const at::Tensor& weight, int64_t groups, bool transposed, bool depthwise) {
+  const int64_t kg = weight.size(0) / groups, cg = weight.size(1), taps = weight.size(2) * weight.size(3);
+  const int64_t width = transposed ? cg : kg, reduction = transposed ? kg : cg;
+  const bool pairs = std::is_same_v<T, bf16> && !depthwise;
+  TORCH_INTERNAL_ASSERT(!pairs || reduction % 2 == 0, "bfloat16 reductions are padded to pairs");
+  const auto w = weight.contiguous();
+  const bool lanes_already_innermost = transposed && taps == 1;  // [K, Cg] = [G, Kg, 1, Cg]
+  const auto lanes_last = lanes_already_innermost ? Scratch<T>(0) : lanes_innermost<T>(w, groups, transposed);
+  const T* src = lanes_already_innermost ? data<T>(w) : lanes_last.get();
+  const int64_t blocks = ceil_div(width, kBlockLanes);
+  const int64_t runs = groups * blocks * taps;  // run = (g * blocks + block) * taps + tap
+  Scratch<T> packed(runs * reduction * kBlockLanes);
+  T* dst = packed.get();
+  for_range(worth_threads(runs * reduction * kBlockLanes), runs, [&](int64_t begin, int64_t end) {
+    for (int64_t run = begin; run < end; ++run) {
+      const int64_t g = run / (blocks * taps), block = run / taps % blocks, tap = run % taps;
+      const int64_t lanes = std::min(kBlockLanes, width - block * kBlockLanes);
+      const auto from = [&](int64_t j) {
+        return src + ((g * reduction + j) * taps + tap) * width + block * kBlockLanes;
+      };
+      T* to = dst + run * reduction * kBlockLanes;
+      for (int64_t j = 0; j < reduction; j += pairs ? 2 : 1) {
+        if constexpr (std::is_same_v<T, bf16>) {
+          if (pairs) {
+            store_lane_pairs(from(j), from(j + 1), lanes, reinterpret_cast<uint32_t*>(to + j * kBlockLanes));
+            continue;
+          }
+        }
+        store_lanes(from(j), lanes, to + j * kBlockLanes);
+      }
     }
   });
-  return pairs;
+  return packed;
 }
 
 // grad weight as the kernels leave it, [G, R*S*Cg, Kg], -> weight's layout [G*Kg, Cg, R, S], by two
 // register transposes (ATen's permuted copy took 17 ms for 512x512x3x3).
-at::Tensor unpacked_grad_weight(const at::Tensor& dw, int64_t groups, int64_t cg, int64_t kg, int64_t r, int64_t s) {
+at::Tensor unpacked_grad_weight(const float* dw, int64_t groups, int64_t cg, int64_t kg, int64_t r, int64_t s) {
   const int64_t taps = r * s;
-  auto k_first = at::empty({groups * kg, taps, cg}, dw.options());
-  transpose_matrices(dw.data_ptr<float>(), k_first.data_ptr<float>(), groups, taps * cg, kg);
-  if (taps == 1) return k_first.view({groups * kg, cg, r, s});
-  auto out = at::empty({groups * kg, cg, r, s}, dw.options());
-  transpose_matrices(k_first.data_ptr<float>(), out.data_ptr<float>(), groups * kg, taps, cg);
+  auto out = at::empty({groups * kg, cg, r, s}, at::kFloat);
+  if (taps == 1) {
+    transpose_matrices(dw, out.data_ptr<float>(), groups, cg, kg);
+    return out;
+  }
+  Scratch<float> k_first(groups * kg * taps * cg);  // [G*Kg, R*S, Cg]
+  transpose_matrices(dw, k_first.get(), groups, taps * cg, kg);
+  transpose_matrices(k_first.get(), out.data_ptr<float>(), groups * kg, taps, cg);
   return out;
+}
+
+// sum[i] += part[i] for i < n.
+void add_into(float* sum, const float* part, int64_t n) {
+  constexpr int64_t kChunk = 4096;
+  for_range(worth_threads(n), ceil_div(n, kChunk), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin * kChunk; i < std::min(n, end * kChunk); ++i) sum[i] += part[i];
+  });
 }
 
 uint16_t last_lanes_mask(int64_t width) {
@@ -377,6 +471,12 @@ at::Tensor zero_padded(const at::Tensor& weight, int64_t dim, int64_t extra) {
   return at::constant_pad_nd(weight, pad);
 }
 
+// bias as the kernels read it: contiguous float32 (undefined if there is none).
+at::Tensor float_bias(const std::optional<at::Tensor>& bias) {
+  if (!bias.has_value() || !bias->defined()) return {};
+  return bias->scalar_type() == at::kFloat && bias->is_contiguous() ? *bias : bias->to(at::kFloat).contiguous();
+}
+
 template <typename T>
 at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, const std::optional<at::Tensor>& bias,
                    const Conv2dShape& full_shape, const Conv2dParams& full_params) {
@@ -387,7 +487,7 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
   const auto gr = grouping_of(s, p);
   const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = gr.kg, cg = gr.cg;
   const auto w = packed_weight_for<T>(weight, gr.groups, /*transposed=*/false, gr.depthwise);
-  const auto b = bias.has_value() && bias->defined() ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const auto b = float_bias(bias);
   auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(full_input.suggest_memory_format()));
   // A narrow input (a stem) gives each tap too short a reduction to keep the tile busy. Without dilation along W,
   // the taps of a kernel row are contiguous in x_pad and in the packed weight: they run as one tap over S * C.
@@ -403,21 +503,21 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
 
   over_image_steps(s.n, ceil_div(kRowsPerStep, s.ho * s.wo), [&](int64_t first, int64_t count, bool parallel) {
     const auto x_pad =
-        padded_nhwc<T>(input.narrow(0, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, parallel, channels);
-    auto out_step = out.narrow(0, first, count);
-    auto out_nhwc = nhwc_buffer_for(out_step);
+        padded_nhwc<T>(images(input, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, parallel, channels);
+    auto out_step = images(out, first, count);
+    const auto out_nhwc = nhwc_memory_for<T>(out_step);
     Conv2dShape step = s;
     step.n = count;
     TapProblem<T> pr;
-    pr.a = data<T>(x_pad);
-    pr.c = data<T>(out_nhwc);
+    pr.a = x_pad.data;
+    pr.c = out_nhwc.data;
     pr.a_off = window_offsets(step, p, hp, wp);
     pr.c_off.resize(pr.a_off.size());
     for (size_t m = 0; m < pr.c_off.size(); ++m) pr.c_off[m] = static_cast<int64_t>(m) * s.k;
     pr.a_tap = a_tap;
     pr.b_tap = b_tap;
     pr.reduction = tap_reduction;
-    pr.b = data<T>(w);
+    pr.b = w.get();
     pr.width = kg;
     pr.bias = b.defined() ? b.data_ptr<float>() : nullptr;
     pr.groups = gr.groups;
@@ -449,9 +549,9 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
 
   over_image_steps(s.n, ceil_div(kRowsPerStep, s.h * s.w), [&](int64_t first, int64_t count, bool parallel) {
     const auto go_pad =
-        padded_nhwc<T>(grad_output.narrow(0, first, count), top, bottom, left, right, parallel, channels);
-    auto dx_step = dx.narrow(0, first, count);
-    auto dx_nhwc = nhwc_buffer_for(dx_step);
+        padded_nhwc<T>(images(grad_output, first, count), top, bottom, left, right, parallel, channels);
+    auto dx_step = images(dx, first, count);
+    const auto dx_nhwc = nhwc_memory_for<T>(dx_step);
     for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
       for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw) {
         TapProblem<T> pr;
@@ -474,10 +574,10 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
             }
           }
         }
-        pr.a = data<T>(go_pad);
-        pr.c = data<T>(dx_nhwc);
+        pr.a = go_pad.data;
+        pr.c = dx_nhwc.data;
         pr.reduction = reduction;
-        pr.b = data<T>(w);
+        pr.b = w.get();
         pr.width = width;
         pr.bias = nullptr;
         pr.groups = gr.groups;
@@ -497,8 +597,9 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
 // [n * pixels, K] and the offset of every pixel's window in x_pad. In bfloat16 each element holds the values
 // of two neighbouring pixels of an output row (PixelSumTileOf<uint32_t>): x_pad at w and at w + stride_w,
 // grad_output at 2j and 2j + 1 (zero past the row's end), and the windows are those of the pairs' first pixels.
+template <typename E>
 struct PixelStep {
-  at::Tensor x, g;
+  NhwcMemory<E> x, g;
   std::vector<int64_t> pix_off;
 };
 
@@ -506,7 +607,7 @@ template <typename E>
 constexpr int64_t kPixelsPerElement = std::is_same_v<E, float> ? 1 : 2;
 
 template <typename E>
-PixelStep pixel_step(const at::Tensor& input, const at::Tensor& grad_output, const Conv2dShape& step,
+PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, const Conv2dShape& step,
                      const Conv2dParams& p) {
   const int64_t hp = step.h + 2 * p.pad_h, wp = step.w + 2 * p.pad_w;
   auto pix_off = window_offsets(step, p, hp, wp, kPixelsPerElement<E>);
@@ -517,20 +618,20 @@ PixelStep pixel_step(const at::Tensor& input, const at::Tensor& grad_output, con
     const auto x = padded_nhwc<bf16>(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w + p.stride_w, false);
     const auto go = padded_nhwc<bf16>(grad_output, 0, 0, 0, 0, false);
     const int64_t c = step.c, k = step.k, pairs = ceil_div(step.wo, 2);
-    auto x_pairs = at::empty({step.n, hp, wp, c}, input.options().dtype(at::kInt));
-    auto g_pairs = at::empty({step.n, step.ho, pairs, k}, input.options().dtype(at::kInt));
+    auto x_pairs = scratch_memory<uint32_t>(step.n * hp * wp * c);
+    auto g_pairs = scratch_memory<uint32_t>(step.n * step.ho * pairs * k);
     for (int64_t row = 0; row < step.n * hp; ++row) {
-      const bf16* src = data<bf16>(x) + row * (wp + p.stride_w) * c;
-      kernels::interleave_bf16(src, src + p.stride_w * c, data<uint32_t>(x_pairs) + row * wp * c, wp * c);
+      const bf16* src = x.data + row * (wp + p.stride_w) * c;
+      kernels::interleave_bf16(src, src + p.stride_w * c, x_pairs.data + row * wp * c, wp * c);
     }
     for (int64_t row = 0; row < step.n * step.ho; ++row) {
       for (int64_t j = 0; j < pairs; ++j) {
-        const bf16* first = data<bf16>(go) + (row * step.wo + 2 * j) * k;
+        const bf16* first = go.data + (row * step.wo + 2 * j) * k;
         kernels::interleave_bf16(first, 2 * j + 1 < step.wo ? first + k : nullptr,
-                                 data<uint32_t>(g_pairs) + (row * pairs + j) * k, k);
+                                 g_pairs.data + (row * pairs + j) * k, k);
       }
     }
-    return {x_pairs, g_pairs, std::move(pix_off)};
+    return {std::move(x_pairs), std::move(g_pairs), std::move(pix_off)};
   }
 }
 
@@ -561,19 +662,20 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
   // reads while they are in L2. The partials are then added in slice order.
   constexpr int64_t kChunkPixels = 256;
   const int64_t slices = at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, s.n);
-  auto partial = at::empty({slices, gr.groups, rows, kg}, input.options().dtype(at::kFloat));
+  const int64_t dw_size = gr.groups * rows * kg;
+  Scratch<float> partial(slices * dw_size);  // [slices, G, rows, Kg]
   const int64_t images_per_step = ceil_div(kChunkPixels, s.ho * ceil_div(s.wo, kPixelsPerElement<E>));
   at::parallel_for(0, slices, 1, [&](int64_t first_slice, int64_t last_slice) {
     for (int64_t slice = first_slice; slice < last_slice; ++slice) {
       const int64_t image_end = (slice + 1) * s.n / slices;
-      float* dw = partial[slice].data_ptr<float>();
+      float* dw = partial.get() + slice * dw_size;
       bool accumulate = false;
       for (int64_t first = slice * s.n / slices; first < image_end; first += images_per_step) {
         const int64_t count = std::min(images_per_step, image_end - first);
         Conv2dShape step = s;
         step.n = count;
         const auto [x_pad, go, pix_off] =
-            pixel_step<E>(input.narrow(0, first, count), grad_output.narrow(0, first, count), step, p);
+            pixel_step<E>(images(input, first, count), images(grad_output, first, count), step, p);
         const int64_t pixels = static_cast<int64_t>(pix_off.size());
         kernels::PixelSumTileOf<E> t{};
         t.ldg = s.k;
@@ -589,8 +691,8 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
             const int tile_rows = kernels::rows_per_tile(t.nvec);
             t.rows = static_cast<int>(std::min<int64_t>(tile_rows, rows - row));
             for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row_off[row + std::min(i, t.rows - 1)];
-            t.x = data<E>(x_pad) + (gr.depthwise ? v0 * kLanes : g * cg);
-            t.g = data<E>(go) + chunk * s.k + g * kg + v0 * kLanes;
+            t.x = x_pad.data + (gr.depthwise ? v0 * kLanes : g * cg);
+            t.g = go.data + chunk * s.k + g * kg + v0 * kLanes;
             t.dw = dw + (g * rows + row) * kg + v0 * kLanes;
             kernels::pixel_sum_tile_avx512(t);
           }
@@ -599,9 +701,8 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
       }
     }
   });
-  auto dw = partial[0];
-  for (int64_t slice = 1; slice < slices; ++slice) dw.add_(partial[slice]);
-  return unpacked_grad_weight(dw, gr.groups, cg, kg, s.r, s.s).to(input.scalar_type());
+  for (int64_t slice = 1; slice < slices; ++slice) add_into(partial.get(), partial.get() + slice * dw_size, dw_size);
+  return unpacked_grad_weight(partial.get(), gr.groups, cg, kg, s.r, s.s).to(input.scalar_type());
 }
 
 }  // namespace
