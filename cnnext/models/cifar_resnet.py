@@ -16,12 +16,10 @@ def cifar_resnet(depth, residual=True, num_classes=10, in_channels=3, backend="c
         raise ValueError(f"cifar_resnet: depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110), got {depth}")
     blocks = (depth - 2) // 6
     model = ResNet(num_classes, in_channels, blocks=(blocks,) * 3, widths=(16, 32, 64), dilations=(1, 1, 1),
-                   residual=residual, backend=backend)
+                   residual=residual, zero_init_residual=residual, backend=backend)
     for module in model.modules():
         if hasattr(module, "weight") and module.weight is not None and module.weight.dim() == 4:
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    if residual:
-        model.zero_init_residual()
     return model
 
 

@@ -54,14 +54,11 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         if zero_init_residual and residual:
-            self.zero_init_residual()
-
-    def zero_init_residual(self):
-        """Every block's last BatchNorm scale set to 0 (Goyal et al. 2017, torchvision's zero_init_residual): each
-        residual block starts as the identity, so a deep net starts as trainable as a shallow one."""
-        for module in self.modules():
-            if isinstance(module, BasicBlock):
-                nn.init.zeros_(module.bn2.weight)
+            # Goyal et al. 2017 (torchvision's zero_init_residual): every residual block starts as the identity,
+            # so a deep net starts as trainable as a shallow one
+            for module in self.modules():
+                if isinstance(module, BasicBlock):
+                    nn.init.zeros_(module.bn2.weight)
 
     def forward(self, x):
         return self.fc(self.pool(self.stages(self.stem(x))).flatten(1))
