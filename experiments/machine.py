@@ -57,6 +57,10 @@ class LoadSampler:
                 "max_load1": max(loads, default=0.0), "samples": self.samples, "processes": self.processes}
 
     def describe(self):
-        summary = self.summary()
-        return (f"load average (1 min) over the run: mean {summary['mean_load1']:.1f}, max {summary['max_load1']:.1f} "
-                f"on {summary['cpus']} CPUs ({len(self.samples)} samples)")
+        return describe_load(self.summary())
+
+
+def describe_load(summary):
+    """One line about a LoadSampler.summary(): the mean and peak load average over the run."""
+    return (f"load average (1 min) over the run: mean {summary['mean_load1']:.1f}, max {summary['max_load1']:.1f} "
+            f"on {summary['cpus']} CPUs ({len(summary['samples'])} samples)")

@@ -18,7 +18,7 @@ from cnnext.speedrun import SpeedrunConfig, train  # noqa: E402
 from cnnext.train import environment, is_main, log  # noqa: E402
 
 from experiments.context import Experiment  # noqa: E402
-from experiments.machine import LoadSampler  # noqa: E402
+from experiments.machine import LoadSampler, describe_load  # noqa: E402
 from experiments.outputs import percent  # noqa: E402
 
 TARGETS = [(0.8685, 20 * 60, "the lab's ResNet-18 (86.85%) in 20 min"), (0.94, 60 * 60, "94% in 60 min")]
@@ -103,7 +103,7 @@ def _train_one(ctx, backend, config, seed_index):
     run.update(model="speedrun", backend=backend, seed=config.seed, seed_index=seed_index,
                parameters=count_parameters(model), widths=model_widths(model),
                confusion=_confusion(run.pop("predictions"), test_labels, len(data.classes)),
-               final={**run["history"][-1], **run["final_tta"]}, load=load.summary(), load_text=load.describe(),
+               final={**run["history"][-1], **run["final_tta"]}, load=load.summary(),
                time_to={f"{accuracy:.4f}": time_to(run["history"], accuracy) for accuracy, _, _ in TARGETS})
     log(f"  {name}: final with TTA level {config.tta_level}: {100 * run['final_tta']['test_accuracy']:.2f}% after "
         f"{run['training_time_s'] / 60:.1f} min of training; {load.describe()}")
@@ -134,28 +134,26 @@ def _mean_std(values, scale=1.0, digits=2):
     return f"{values.mean():.{digits}f}" + (f" ± {values.std():.{digits}f}" if len(values) > 1 else "")
 
 
+def _of(runs, backend):
+    return [run for run in runs if run["backend"] == backend]
+
+
 def _backend_rows(runs, backends):
-    rows = []
-    for backend in backends:
-        own = [run for run in runs if run["backend"] == backend]
-        rows.append([backend, len(own), _mean_std([r["final_tta"]["test_accuracy"] for r in own], 100) + "%",
-                     _mean_std([r["history"][-1]["test_accuracy"] for r in own], 100) + "%",
-                     _mean_std([r["training_time_s"] for r in own], 1 / 60, 1)])
-    return rows
+    return [[backend, len(_of(runs, backend)),
+             _mean_std([r["final_tta"]["test_accuracy"] for r in _of(runs, backend)], 100) + "%",
+             _mean_std([r["history"][-1]["test_accuracy"] for r in _of(runs, backend)], 100) + "%",
+             _mean_std([r["training_time_s"] for r in _of(runs, backend)], 1 / 60, 1)] for backend in backends]
 
 
 def _comparison(runs, backends):
     """The accuracy difference and the training-time ratio of the two backends, from their seed means."""
-    means = {}
-    for backend in backends:
-        own = [run for run in runs if run["backend"] == backend]
-        means[backend] = (np.mean([r["final_tta"]["test_accuracy"] for r in own]),
-                          np.mean([r["training_time_s"] for r in own]))
-    (first, second) = backends
-    difference = 100 * (means[first][0] - means[second][0])
-    ratio = means[second][1] / means[first][1]
-    return (f"Mean final accuracy (with TTA) {first} minus {second}: **{difference:+.2f} points**. Training time "
-            f"{second} / {first}: **{ratio:.2f}x** (above 1: {first} is faster). The two backends were trained "
+    first, second = [_of(runs, backend) for backend in backends]
+    difference = 100 * (np.mean([r["final_tta"]["test_accuracy"] for r in first]) -
+                        np.mean([r["final_tta"]["test_accuracy"] for r in second]))
+    ratio = np.mean([r["training_time_s"] for r in second]) / np.mean([r["training_time_s"] for r in first])
+    name, other = backends
+    return (f"Mean final accuracy (with TTA) {name} minus {other}: **{difference:+.2f} points**. Training time "
+            f"{other} / {name}: **{ratio:.2f}x** (above 1: {name} is faster). The two backends were trained "
             f"alternately, seed by seed, in one process, so both saw the same machine load.")
 
 
@@ -214,7 +212,7 @@ def write_speedrun_report(ctx, config, backends):
         report.paragraph(f"**{run['name']}**: {100 * run['final_tta']['test_accuracy']:.2f}% with TTA level "
                          f"{run['tta_level']} ({100 * run['history'][-1]['test_accuracy']:.2f}% without) after "
                          f"{run['training_time_s'] / 60:.1f} min of training ({run['wall_time_s'] / 60:.1f} min "
-                         f"wall clock with evaluation); {run['load_text']}.")
+                         f"wall clock with evaluation); {describe_load(run['load'])}.")
         report.table(["epoch", "training time (s)", "this epoch (s)", "process CPU time (s)", "train loss",
                       "train accuracy", "test accuracy"],
                      [[r["epoch"], f"{r['training_time_s']:.0f}", f"{r['train_time_s']:.0f}",
@@ -223,7 +221,7 @@ def write_speedrun_report(ctx, config, backends):
     report.heading("Where the time went")
     for backend in backends:
         report.paragraph(f"`{backend}` kernels, summed over their runs:")
-        report.table(["phase", "seconds", "share"], _time_split_rows([r for r in runs if r["backend"] == backend]))
+        report.table(["phase", "seconds", "share"], _time_split_rows(_of(runs, backend)))
     last = runs[-1]["history"][-1]
     report.paragraph(f"The last run used {last['process_cpu_time_s']:.0f} CPU-seconds (all threads, evaluation "
                      f"included) in {last['wall_time_s']:.0f} s of wall clock on {runs[-1]['load']['cpus']} CPUs; "
