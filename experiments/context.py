@@ -21,7 +21,7 @@ QUICK = {"epochs": 2, "batch_size": 8, "max_batches": 2, "limit_per_class": 12, 
 # an experiment's `defaults` and the command line override it.
 CLASSIFICATION = {"dataset": "vehicles", "split": "lab", "seeds": 3, "epochs": 15, "batch_size": 32, "lr": 0.05,
                   "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.1, "image_size": 32, "width": 1.0,
-                  "augment": True, "photometric": "strong", "geometric": False, "crop_scale": (0.35, 1.0),
+                  "augment": True, "photometric": "strong", "geometric": False, "crop_scale": (0.35, 1.0), "translate": 0,
                   "standardize": "image", "ema": True, "ema_decay": 0.99, "tta": True,
                   "bn_adapt": None}  # None: on for the lab split (its test set is shifted), off for a random one
 DEHAZE = {"dataset": "dehaze", "split": "lab", "seeds": 1, "epochs": 10, "batch_size": 32, "lr": 0.01,
@@ -121,7 +121,7 @@ class Context:
         if self.data.task != "classification" or not self.settings["augment"]:
             return None
         return BatchAugment(self.settings["geometric"], self.settings["photometric"],
-                            crop_scale=self.settings["crop_scale"], seed=seed)
+                            crop_scale=self.settings["crop_scale"], translate=self.settings["translate"], seed=seed)
 
     def methods(self):
         """The methods in use, in words (for reports)."""

@@ -110,31 +110,42 @@ def photometric_jitter(images, generator, strength="strong"):
 
 
 class BatchAugment:
-    """Callable on a batch of inputs in [-1, 1]: random resized crop + flip (`geometric`), or a flip alone
-    when `flip`, then photometric jitter of strength `photometric` ('none', 'light', 'strong')."""
+    """Callable on a batch of inputs in [-1, 1]: random resized crop + flip (`geometric`), or else a random
+    translation by up to `translate` pixels (reflect padding) and a flip when `flip`, then photometric jitter of
+    strength `photometric` ('none', 'light', 'strong')."""
 
-    def __init__(self, geometric=True, photometric="strong", flip=True, crop_scale=(0.35, 1.0), seed=0):
+    def __init__(self, geometric=True, photometric="strong", flip=True, crop_scale=(0.35, 1.0), translate=0, seed=0):
+        if not isinstance(translate, int) or translate < 0:
+            raise ValueError(f"BatchAugment: translate must be an int >= 0 (pixels), got {translate!r}")
+        if geometric and translate:
+            raise ValueError("BatchAugment: translate is for geometric=False (a random resized crop already moves "
+                             "the image)")
         if photometric not in PHOTOMETRIC:
             raise ValueError(f"BatchAugment: photometric must be one of {list(PHOTOMETRIC)}, got {photometric!r}")
         if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
             raise ValueError(f"BatchAugment: crop_scale must be (low, high) with 0 < low <= high <= 1, "
                              f"got {crop_scale}")
         self.geometric, self.photometric, self.flip = geometric, photometric, flip
-        self.crop_scale = tuple(crop_scale)
+        self.crop_scale, self.translate = tuple(crop_scale), translate
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, inputs):
         images = (inputs + 1) / 2
         if self.geometric:
             images = random_resized_crop(images, self.generator, self.crop_scale, flip=self.flip)
-        elif self.flip:
-            images = flip_where(images, torch.rand(len(images), generator=self.generator) < 0.5)
+        else:
+            if self.translate:
+                padded = F.pad(images, (self.translate,) * 4, mode="reflect")
+                images = random_crop(padded, images.shape[-1], self.generator)
+            if self.flip:
+                images = flip_where(images, torch.rand(len(images), generator=self.generator) < 0.5)
         images = photometric_jitter(images, self.generator, self.photometric)
         return images * 2 - 1
 
     def __repr__(self):
         low, high = self.crop_scale
         parts = [f"random resized crop (scale {low:g}-{high:g})"] if self.geometric else []
+        parts += [f"random translation by up to {self.translate} px (reflect padding)"] if self.translate else []
         parts += ["flip"] if self.flip else []
         if self.photometric != "none":
             parts.append(f"{self.photometric} photometric jitter")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..nn import layer_class
 from .cnn import conv_bn_relu
 
 
@@ -64,26 +65,39 @@ def hdc_check(rates, kernel_size=3):
 
 
 class DilatedCNN(nn.Module):
-    """Stacked 3x3 Conv-BN-ReLU layers with the given dilation rates and no padding, then global pooling + FC.
+    """Conv-BN-ReLU layers with the given dilation rates, then global average pooling + FC.
 
-    Without padding each layer shrinks the map by 2*rate: the lab's rates (1, 2, 5) take 32 -> 30 -> 26 -> 16.
+    With `stages=1` (the lab's net) the rates form one group of 3x3 layers of widths base, 2 base, 4 base with no
+    padding, so each layer shrinks the map by 2*rate: the lab's rates (1, 2, 5) take 32 -> 30 -> 26 -> 16.
+    With `stages=S > 1` (a deeper net for CIFAR-10) the group is repeated S times at widths base, 2 base, 4 base,
+    ..., each layer padded to keep its map size (padding = rate), with 2x2 max pooling between stages.
     """
 
     def __init__(self, num_classes=3, in_channels=3, image_size=32, rates=(1, 2, 5), base_channels=32, kernel_size=3,
-                 backend="cnnext"):
+                 stages=1, backend="cnnext"):
         super().__init__()
-        self.rates = tuple(rates)
+        if not isinstance(stages, int) or stages < 1:
+            raise ValueError(f"DilatedCNN: stages must be a positive int, got {stages!r}")
+        self.rates, self.stages = tuple(rates), stages
         self.feature_sizes = [image_size]
-        for rate in self.rates:
-            self.feature_sizes.append(self.feature_sizes[-1] - rate * (kernel_size - 1))
+        if stages == 1:
+            for rate in self.rates:
+                self.feature_sizes.append(self.feature_sizes[-1] - rate * (kernel_size - 1))
+        else:
+            self.feature_sizes += [image_size // 2 ** stage for stage in range(1, stages)]
         if self.feature_sizes[-1] < 1:
             raise ValueError(f"DilatedCNN: image_size {image_size} is too small for rates {list(self.rates)} "
-                             f"(sizes {self.feature_sizes})")
+                             f"and {stages} stage(s) (sizes {self.feature_sizes})")
+        MaxPool2d = layer_class("MaxPool2d", backend)
         layers, channels = [], in_channels
-        for index, rate in enumerate(self.rates):
-            out_channels = base_channels * 2 ** min(index, 2)
-            layers.append(conv_bn_relu(channels, out_channels, kernel_size, backend, padding=0, dilation=rate))
-            channels = out_channels
+        for stage in range(stages):
+            if stage:
+                layers.append(MaxPool2d(2))
+            for index, rate in enumerate(self.rates):
+                out_channels = base_channels * 2 ** (min(index, 2) if stages == 1 else stage)
+                layers.append(conv_bn_relu(channels, out_channels, kernel_size, backend,
+                                           padding=0 if stages == 1 else None, dilation=rate))
+                channels = out_channels
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(channels, num_classes)
