@@ -101,6 +101,17 @@ def test_dilated_net_follows_the_lab_shapes():
     assert [layer[0].dilation for layer in model.features] == [(1, 1), (2, 2), (5, 5)]
 
 
+def test_dilated_net_in_stages_repeats_the_rates_and_keeps_sizes():
+    model = build_model("hdc", num_classes=10, image_size=32, rates=(1, 2, 5), stages=3, base_channels=8).eval()
+    convs = [layer[0] for layer in model.features if isinstance(layer, torch.nn.Sequential)]
+    assert [conv.dilation[0] for conv in convs] == [1, 2, 5] * 3
+    assert [conv.out_channels for conv in convs] == [8] * 3 + [16] * 3 + [32] * 3
+    assert model.feature_sizes == [32, 16, 8]
+    assert model.features(torch.randn(2, 3, 32, 32)).shape[-2:] == (8, 8)
+    with pytest.raises(ValueError, match="stages"):
+        build_model("hdc", num_classes=10, image_size=32, stages=0)
+
+
 def test_dilated_net_rejects_images_too_small_for_the_rates():
     with pytest.raises(ValueError, match="too small"):
         build_model("hdc", num_classes=3, image_size=16, rates=(1, 2, 5))

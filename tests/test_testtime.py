@@ -19,6 +19,28 @@ def test_batch_augment_keeps_shape_range_and_is_seeded():
     assert torch.equal(BatchAugment(geometric=False, photometric="none", flip=False)(x), (x + 1) / 2 * 2 - 1)
 
 
+def test_translation_moves_each_image_by_at_most_the_padding():
+    x = torch.arange(4 * 8 * 8, dtype=torch.float32).view(4, 1, 8, 8) / 256 * 2 - 1
+    augment = BatchAugment(geometric=False, photometric="none", flip=False, translate=2, seed=0)
+    out = augment(x)
+    assert out.shape == x.shape and "translation by up to 2 px" in repr(augment)
+    moved = 0
+    for image, shifted in zip(x, out):   # each output is the image shifted by (dy, dx), |dy|, |dx| <= 2
+        centre = shifted[0, 2:6, 2:6]
+        shifts = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                  if torch.allclose(centre, image[0, 2 + dy:6 + dy, 2 + dx:6 + dx], atol=1e-6)]
+        assert len(shifts) == 1
+        moved += shifts[0] != (0, 0)
+    assert moved > 0
+
+
+@pytest.mark.parametrize("options, message", [({"translate": -1}, "translate"), ({"translate": 2.5}, "translate"),
+                                              ({"geometric": True, "translate": 2}, "translate")])
+def test_batch_augment_rejects_bad_translation(options, message):
+    with pytest.raises(ValueError, match=message):
+        BatchAugment(**options)
+
+
 def test_full_crop_without_flip_is_the_identity_and_flip_mirrors():
     images = torch.rand(4, 3, 8, 8)
     generator = torch.Generator().manual_seed(0)
