@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.utils.class_weight import compute_class_weight
 
 from cnnext import data as datasets
 from cnnext.data.augment import BatchAugment
@@ -23,12 +24,13 @@ CLASSIFICATION = {"dataset": "vehicles", "split": "lab", "seeds": 3, "epochs": 1
                   "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.1, "image_size": 32, "width": 1.0,
                   "augment": True, "photometric": "strong", "geometric": False, "crop_scale": (0.35, 1.0), "translate": 0,
                   "standardize": "image", "ema": True, "ema_decay": 0.99, "tta": True,
-                  "bn_adapt": None}  # None: on for the lab split (its test set is shifted), off for a random one
+                  "bn_adapt": None,  # None: on for the lab split (its test set is shifted), off for a random one
+                  "class_weights": "none"}
 DEHAZE = {"dataset": "dehaze", "split": "lab", "seeds": 1, "epochs": 10, "batch_size": 32, "lr": 0.01,
           "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.0, "image_size": 64, "width": 1.0,
           "augment": False, "ema": False, "ema_decay": 0.99}
 OVERRIDES = ("dataset", "split", "seeds", "epochs", "batch_size", "lr", "image_size", "width", "augment",
-             "standardize", "ema", "tta", "bn_adapt")
+             "standardize", "ema", "tta", "bn_adapt", "class_weights")
 
 
 @dataclass
@@ -123,6 +125,15 @@ class Context:
         return BatchAugment(self.settings["geometric"], self.settings["photometric"],
                             crop_scale=self.settings["crop_scale"], translate=self.settings["translate"], seed=seed)
 
+    def training_loss(self, data):
+        """Cross-entropy with each class weighted by N / (classes x its count) for class_weights 'balanced'
+        (scikit-learn's rule), so a rare class counts as much as a common one; None (the task's loss) otherwise."""
+        if data.task != "classification" or self.settings.get("class_weights", "none") == "none":
+            return None
+        weights = compute_class_weight("balanced", classes=np.arange(len(data.classes)), y=np.asarray(data.train.labels))
+        return torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32),
+                                         label_smoothing=self.settings["label_smoothing"])
+
     def methods(self):
         """The methods in use, in words (for reports)."""
         s = self.settings
@@ -134,6 +145,8 @@ class Context:
                 "augmentation": repr(self.augmentation(0)) if s["augment"] else "none",
                 "weight averaging": f"EMA of weights and BN buffers, decay {s['ema_decay']}" if s["ema"] else
                                     "none (last weights)",
+                "loss": "cross-entropy" + (", classes weighted by N / (classes x count)"
+                                           if s.get("class_weights", "none") == "balanced" else ""),
                 "test-time augmentation": "mean of image and mirror" if s["tta"] else "none",
                 "unsupervised domain adaptation": "BatchNorm statistics re-estimated on the unlabelled test images"
                                                   if s["bn_adapt"] else "none"}
@@ -168,7 +181,9 @@ class Context:
         standardize = self.settings.get("standardize", "none") if data.task == "classification" else "none"
         if standardize != "none":
             model = standardized(model, per_channel=standardize == "channel")
-        config = replace(config, seed=seed, augment=self.augmentation(seed))
+        weighted = self.training_loss(data)
+        config = replace(config, seed=seed, augment=self.augmentation(seed),
+                         loss=config.loss if weighted is None else weighted)
         signature = {"model": model_name, "backend": backend, "options": options, "data": data.summary(),
                      "standardize": standardize}
         record = fit(model, data, config, self.out / run_name / f"seed{seed}", f"{run_name} seed {seed}", signature)

@@ -55,14 +55,17 @@ def common_options():
     group.add_argument("--width", type=float, help="channel width multiplier for alexnet (default 0.5), resnet and "
                        "resnet-dilated (default 1)")
     on_off = argparse.BooleanOptionalAction
-    group.add_argument("--augment", action=on_off, help="training augmentation: classification: random resized "
-                       "crops, flips and strong photometric jitter (batched); dehaze: flips")
+    group.add_argument("--augment", action=on_off, help="training augmentation: classification: flips plus the "
+                       "experiment's crops or translations and photometric jitter (batched; the report names them); "
+                       "dehaze: flips")
     group.add_argument("--standardize", choices=["none", "image", "channel"], help="classification: per-image "
                        "standardisation as the model's first layer, over the whole image or per colour channel")
     group.add_argument("--ema", action=on_off, help="evaluate an exponential moving average of the weights")
     group.add_argument("--tta", action=on_off, help="classification: average predictions over image and mirror")
     group.add_argument("--bn-adapt", action=on_off, help="classification: re-estimate BatchNorm statistics on the "
                        "unlabelled test images before testing (unsupervised domain adaptation)")
+    group.add_argument("--class-weights", choices=["none", "balanced"], help="classification: 'balanced' weights "
+                       "each class's cross-entropy by N / (classes x its count), so rare classes count as much")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--threads", type=int, help="torch.set_num_threads")
     group.add_argument("--out", metavar="DIR", help="output folder (default runs/NAME/)")

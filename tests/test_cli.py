@@ -129,6 +129,19 @@ def test_methods_can_be_switched_off_and_are_recorded(tmp_path, bundled):
     assert record["final"]["test_accuracy"] == record["final"]["test_accuracy_plain"]
 
 
+def test_balanced_class_weights_follow_the_class_counts(tmp_path, bundled):
+    from experiments.context import Context
+    args = run.build_parser().parse_args(["mlp", "--quick", "--class-weights", "balanced", "--out", str(tmp_path)])
+    ctx = Context(run.EXPERIMENTS["mlp"], args)
+    counts = torch.bincount(torch.as_tensor(ctx.data.train.labels), minlength=len(ctx.data.classes)).float()
+    weights = ctx.training_loss(ctx.data).weight
+    assert torch.allclose(weights, counts.sum() / (len(counts) * counts))
+    assert "weighted" in ctx.methods()["loss"]
+    metrics = quick("mlp", tmp_path / "run", "--class-weights", "balanced")
+    assert metrics["settings"]["class_weights"] == "balanced" and "weighted" in metrics["methods"]["loss"]
+    assert "weighted" not in quick("mlp", tmp_path / "plain")["methods"]["loss"]
+
+
 def test_missing_data_directory_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="does not exist.*vehicles/<class>"):
         run.main(["conv", "--quick", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)])
