@@ -106,7 +106,7 @@ def test_dilated_net_in_stages_repeats_the_rates_and_keeps_sizes():
     convs = [layer[0] for layer in model.features if isinstance(layer, torch.nn.Sequential)]
     assert [conv.dilation[0] for conv in convs] == [1, 2, 5] * 3
     assert [conv.out_channels for conv in convs] == [8] * 3 + [16] * 3 + [32] * 3
-    assert model.feature_sizes == [32, 16, 8]
+    assert model.feature_sizes == [32] + [32] * 3 + [16] * 3 + [8] * 3
     assert model.features(torch.randn(2, 3, 32, 32)).shape[-2:] == (8, 8)
     with pytest.raises(ValueError, match="stages"):
         build_model("hdc", num_classes=10, image_size=32, stages=0)

@@ -79,12 +79,11 @@ class DilatedCNN(nn.Module):
         if not isinstance(stages, int) or stages < 1:
             raise ValueError(f"DilatedCNN: stages must be a positive int, got {stages!r}")
         self.rates, self.stages = tuple(rates), stages
-        self.feature_sizes = [image_size]
-        if stages == 1:
+        self.feature_sizes = [image_size]  # the input's, then each dilated layer's output size
+        for stage in range(stages):
             for rate in self.rates:
-                self.feature_sizes.append(self.feature_sizes[-1] - rate * (kernel_size - 1))
-        else:
-            self.feature_sizes += [image_size // 2 ** stage for stage in range(1, stages)]
+                size = self.feature_sizes[-1] - rate * (kernel_size - 1) if stages == 1 else image_size // 2 ** stage
+                self.feature_sizes.append(size)
         if self.feature_sizes[-1] < 1:
             raise ValueError(f"DilatedCNN: image_size {image_size} is too small for rates {list(self.rates)} "
                              f"and {stages} stage(s) (sizes {self.feature_sizes})")
