@@ -186,7 +186,7 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment("resnet", "ResNet-18 vs a plain 18-layer network, and the degradation problem",
                "Residual connections against the same depth without them: the lab's ResNet-18, and He et al.'s "
                "plain/residual 20- and 56-layer CIFAR networks.", run_resnet,
-               defaults={"split": "random", "width": 0.25, "epochs": 40, "deep_epochs": 10}),
+               defaults={"split": "random", "width": 0.25, "deep_epochs": 10}),
     Experiment("resnet-dilated", "ResNet-18 with dilated convolutions", "ResNet-18 against its dilated variant.",
                run_resnet_dilated, defaults={"width": 0.25, "image_size": 64, "epochs": 30}),
 ]}
