@@ -182,7 +182,8 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment("dilated", "Dilated (HDC) convolution network", "A Hybrid Dilated Convolution network against "
                "the plain CNN.", run_dilated, defaults={"split": "random", "epochs": 40}, quick_image_size=32),
     Experiment("dilation", "Dilation rates and the HDC rule", "Dilation rate lists that satisfy and that break "
-               "the HDC rule.", run_dilation, defaults={"split": "random", "seeds": 1, "epochs": 40}, quick_image_size=32),
+               "the HDC rule.", run_dilation, defaults={"split": "random", "seeds": 1, "epochs": 40},
+               quick_image_size=32),
     Experiment("resnet", "ResNet-18 vs a plain 18-layer network, and the degradation problem",
                "Residual connections against the same depth without them: the lab's ResNet-18, and He et al.'s "
                "plain/residual 20- and 56-layer CIFAR networks.", run_resnet,

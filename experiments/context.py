@@ -22,8 +22,8 @@ QUICK = {"epochs": 2, "batch_size": 8, "max_batches": 2, "limit_per_class": 12, 
 # an experiment's `defaults` and the command line override it.
 CLASSIFICATION = {"dataset": "vehicles", "split": "lab", "seeds": 3, "epochs": 15, "batch_size": 32, "lr": 0.05,
                   "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.1, "image_size": 32, "width": 1.0,
-                  "augment": True, "photometric": "strong", "geometric": False, "crop_scale": (0.35, 1.0), "translate": 0,
-                  "standardize": "image", "ema": True, "ema_decay": 0.99, "tta": True,
+                  "augment": True, "photometric": "strong", "geometric": False, "crop_scale": (0.35, 1.0),
+                  "translate": 0, "standardize": "image", "ema": True, "ema_decay": 0.99, "tta": True,
                   "bn_adapt": None,  # None: on for the lab split (its test set is shifted), off for a random one
                   "class_weights": "none"}
 DEHAZE = {"dataset": "dehaze", "split": "lab", "seeds": 1, "epochs": 10, "batch_size": 32, "lr": 0.01,
@@ -130,7 +130,8 @@ class Context:
         (scikit-learn's rule), so a rare class counts as much as a common one; None (the task's loss) otherwise."""
         if data.task != "classification" or self.settings.get("class_weights", "none") == "none":
             return None
-        weights = compute_class_weight("balanced", classes=np.arange(len(data.classes)), y=np.asarray(data.train.labels))
+        labels = np.asarray(data.train.labels)
+        weights = compute_class_weight("balanced", classes=np.arange(len(data.classes)), y=labels)
         return torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32),
                                          label_smoothing=self.settings["label_smoothing"])
 
