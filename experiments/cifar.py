@@ -30,6 +30,12 @@ RECIPES = {
 }
 
 
+def _hdc_design(options):
+    widths = "/".join(str(options["base_channels"] * 2 ** stage) for stage in range(options["stages"]))
+    return (f"The HDC net is the lab's group of rates {list(options['rates'])} in {options['stages']} stages (widths "
+            f"{widths}, max pooling between stages, padding that keeps the size).")
+
+
 def run_cifar(ctx):
     epochs = {name: ctx.args.epochs or (ctx.config.epochs if ctx.args.quick else recipe.epochs)
               for name, recipe in RECIPES.items()}
@@ -50,8 +56,7 @@ def run_cifar(ctx):
         "Each model is trained with SGD (momentum 0.9, weight decay "
         f"{ctx.settings['weight_decay']:g}), batch {ctx.config.batch_size}, peak lr {ctx.config.lr:g} on a cosine "
         f"schedule, augmentation: {ctx.methods()['augmentation']}, on the CPU of this machine; the target is the "
-        "slide's accuracy within 90 minutes of training. The HDC net is the lab's group of rates [1, 2, 5] in "
-        "three stages (widths 32/64/128, max pooling between stages, padding that keeps the size).",
+        f"slide's accuracy within 90 minutes of training. {_hdc_design(RECIPES['hdc-1-2-5'].options)}",
         (["model", "slide", "here (last epoch)", "best epoch", "epochs", "s / epoch", "training (min)",
           "beats the slide in <= 90 min"], rows),
         "Machine load during training (the machine is shared with other jobs): " + "; ".join(loads) + "."])

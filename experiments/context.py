@@ -128,7 +128,7 @@ class Context:
     def training_loss(self, data):
         """Cross-entropy with each class weighted by N / (classes x its count) for class_weights 'balanced'
         (scikit-learn's rule), so a rare class counts as much as a common one; None (the task's loss) otherwise."""
-        if data.task != "classification" or self.settings.get("class_weights", "none") == "none":
+        if data.task != "classification" or self.settings["class_weights"] == "none":
             return None
         labels = np.asarray(data.train.labels)
         weights = compute_class_weight("balanced", classes=np.arange(len(data.classes)), y=labels)
@@ -147,7 +147,7 @@ class Context:
                 "weight averaging": f"EMA of weights and BN buffers, decay {s['ema_decay']}" if s["ema"] else
                                     "none (last weights)",
                 "loss": "cross-entropy" + (", classes weighted by N / (classes x count)"
-                                           if s.get("class_weights", "none") == "balanced" else ""),
+                                           if s["class_weights"] == "balanced" else ""),
                 "test-time augmentation": "mean of image and mirror" if s["tta"] else "none",
                 "unsupervised domain adaptation": "BatchNorm statistics re-estimated on the unlabelled test images"
                                                   if s["bn_adapt"] else "none"}

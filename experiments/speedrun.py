@@ -139,10 +139,13 @@ def _of(runs, backend):
 
 
 def _backend_rows(runs, backends):
-    return [[backend, len(_of(runs, backend)),
-             _mean_std([r["final_tta"]["test_accuracy"] for r in _of(runs, backend)], 100) + "%",
-             _mean_std([r["history"][-1]["test_accuracy"] for r in _of(runs, backend)], 100) + "%",
-             _mean_std([r["training_time_s"] for r in _of(runs, backend)], 1 / 60, 1)] for backend in backends]
+    rows = []
+    for backend in backends:
+        own = _of(runs, backend)
+        rows.append([backend, len(own), _mean_std([r["final_tta"]["test_accuracy"] for r in own], 100) + "%",
+                     _mean_std([r["history"][-1]["test_accuracy"] for r in own], 100) + "%",
+                     _mean_std([r["training_time_s"] for r in own], 1 / 60, 1)])
+    return rows
 
 
 def _comparison(runs, backends):
