@@ -124,6 +124,10 @@ def main(argv=None):
         else:
             experiment = EXPERIMENTS[args.experiment]
             experiment.run(Context(experiment, args))
+        if torch.distributed.is_initialized():
+            # ranks other than 0 finish before rank 0 has written the reports; tearing gloo down on one rank
+            # while the other still holds the group aborted that rank's process now and then at exit
+            torch.distributed.barrier()
     except (datasets.DataLayoutError, ResumeError) as error:
         raise SystemExit(f"run.py: {error}") from None
     except KeyboardInterrupt:
