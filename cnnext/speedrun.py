@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .data.augment import AugmentedBatches, normalize
-from .train import log
+from .train import PRECISIONS, autocast, log
 
 
 @dataclass
@@ -31,6 +31,7 @@ class SpeedrunConfig:
     tta_level: int = 2               # 0 none, 1 mirror, 2 mirror + 1-pixel translations
     lookahead_every: int = 5
     seed: int = 0
+    precision: str = "float32"       # 'bfloat16': forward and loss under torch.autocast (cnnext.train.TrainConfig)
     max_batches: int = None          # per epoch (smoke runs)
     progress: bool = None
 
@@ -132,8 +133,9 @@ def _train_epoch(model, batches, epoch, optimisation, config, timers, steps, nam
             break
         timers["data"] += time.perf_counter() - tick
         tick = time.perf_counter()
-        outputs = model(inputs)
-        loss = F.cross_entropy(outputs, targets, label_smoothing=config.label_smoothing, reduction="sum")
+        with autocast(config.precision):
+            outputs = model(inputs)
+            loss = F.cross_entropy(outputs, targets, label_smoothing=config.label_smoothing, reduction="sum")
         optimisation.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         timers["forward_backward"] += time.perf_counter() - tick
@@ -154,6 +156,8 @@ def train(model, train_set, test_set, config, name="speedrun"):
     """Trains `model` (a SpeedrunNet) on train_set = (uint8 images, labels) and evaluates on test_set after every
     epoch (without TTA) and at the end (with config.tta_level). Returns the run record: history per epoch with
     cumulative training time and process CPU time, the time split, and the final predictions."""
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"SpeedrunConfig.precision must be one of {PRECISIONS}, got {config.precision!r}")
     torch.manual_seed(config.seed)
     train_images, train_labels = train_set
     test_images, test_labels = test_set[0], torch.as_tensor(test_set[1])

@@ -1,6 +1,6 @@
 """The one training and evaluation loop: classification (cross-entropy, accuracy) and dehazing (MSE, PSNR,
-SSIM), a tqdm bar per epoch, a checkpoint after every epoch (an interrupted run resumes from the last one),
-and data parallelism under torchrun (DistributedDataParallel, gloo on CPU / NCCL on GPU, DistributedSampler;
+SSIM), optional bfloat16 mixed precision (torch.autocast), a tqdm bar per epoch, a checkpoint after every
+epoch (an interrupted run resumes from the last one), and data parallelism under torchrun (DistributedDataParallel, gloo on CPU / NCCL on GPU, DistributedSampler;
 only rank 0 writes files and prints).
 """
 import math
@@ -39,6 +39,11 @@ class TrainConfig:
     ema_decay: float = None       # keep an exponential moving average of the weights and BatchNorm buffers,
                                   # updated every step; it is what gets evaluated and what `fit` leaves in the model
     label_smoothing: float = 0.0  # classification only
+    precision: str = "float32"    # 'bfloat16': forward and loss run under torch.autocast (mixed precision: the
+                                  # convolutions in bfloat16, weights, gradients and optimiser state in float32)
+
+
+PRECISIONS = ("float32", "bfloat16")
 
 
 # ----------------------------------------------------------------------------------------------- distributed
@@ -185,6 +190,11 @@ def _optimizer(model, config):
     raise ValueError(f"unknown optimizer {config.optimizer!r}, expected 'sgd' or 'adam'")
 
 
+def autocast(precision, device="cpu"):
+    """torch.autocast to bfloat16 on `device` for precision 'bfloat16'; a no-op for 'float32'."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 def _cosine_lr(config, epoch):
     return config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
 
@@ -224,8 +234,10 @@ def _train_epoch(model, optimizer, dataset, task, config, epoch, name, average=N
         inputs, targets = inputs.to(config.device), targets.to(config.device)
         if config.augment is not None:
             inputs = config.augment(inputs)
-        outputs = model(inputs)
-        loss = config.loss(outputs, targets) if config.loss is not None else _loss(task, outputs, targets, config.label_smoothing)
+        with autocast(config.precision, config.device):
+            outputs = model(inputs)
+            loss = (config.loss(outputs, targets) if config.loss is not None
+                    else _loss(task, outputs, targets, config.label_smoothing))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -278,7 +290,10 @@ def fit(model, data, config, out_dir, name="model", signature=None):
     out_dir/checkpoint.pt is written after every epoch (by rank 0) and picked up again by a later call with
     the same `signature` (model, data and hyper-parameters, not the epoch count), so a run that was stopped
     resumes, and a finished one is extended when called with more epochs. With config.ema_decay the test
-    metrics are those of the weight average, and `model` holds the average when fit returns."""
+    metrics are those of the weight average, and `model` holds the average when fit returns. Evaluation runs in
+    float32 whatever config.precision the training steps ran in."""
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {config.precision!r}")
     torch.manual_seed(config.seed)
     out_dir = Path(out_dir)
     if is_main():

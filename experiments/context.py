@@ -25,12 +25,12 @@ CLASSIFICATION = {"dataset": "vehicles", "split": "lab", "seeds": 3, "epochs": 1
                   "augment": True, "photometric": "strong", "geometric": False, "crop_scale": (0.35, 1.0),
                   "translate": 0, "standardize": "image", "ema": True, "ema_decay": 0.99, "tta": True,
                   "bn_adapt": None,  # None: on for the lab split (its test set is shifted), off for a random one
-                  "class_weights": "none"}
+                  "class_weights": "none", "precision": "float32"}
 DEHAZE = {"dataset": "dehaze", "split": "lab", "seeds": 1, "epochs": 10, "batch_size": 32, "lr": 0.01,
           "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.0, "image_size": 64, "width": 1.0,
-          "augment": False, "ema": False, "ema_decay": 0.99}
+          "augment": False, "ema": False, "ema_decay": 0.99, "precision": "float32"}
 OVERRIDES = ("dataset", "split", "seeds", "epochs", "batch_size", "lr", "image_size", "width", "augment",
-             "standardize", "ema", "tta", "bn_adapt", "class_weights")
+             "standardize", "ema", "tta", "bn_adapt", "class_weights", "precision")
 
 
 @dataclass
@@ -79,7 +79,8 @@ class Context:
                                   optimizer=settings["optimizer"], weight_decay=settings["weight_decay"],
                                   device=args.device, seed=args.seed, max_batches=settings.get("max_batches"),
                                   resume=not args.no_resume, label_smoothing=settings["label_smoothing"],
-                                  ema_decay=settings["ema_decay"] if settings["ema"] else None)
+                                  ema_decay=settings["ema_decay"] if settings["ema"] else None,
+                                  precision=settings["precision"])
         self.data = self.load_data(settings["image_size"])
         self.runs, self.figures = [], []
         self.baseline = None

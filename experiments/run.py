@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cnnext import data as datasets  # noqa: E402
 from cnnext.data.vehicles import SPLITS  # noqa: E402
 from cnnext.report import Report, write_json  # noqa: E402
-from cnnext.train import ResumeError, init_distributed, is_main  # noqa: E402
+from cnnext.train import PRECISIONS, ResumeError, init_distributed, is_main  # noqa: E402
 from experiments import cifar, classification, dehaze, lecture, speedrun  # noqa: E402
 from experiments.context import Context  # noqa: E402
 
@@ -66,6 +66,9 @@ def common_options():
                        "unlabelled test images before testing (unsupervised domain adaptation)")
     group.add_argument("--class-weights", choices=["none", "balanced"], help="classification: 'balanced' weights "
                        "each class's cross-entropy by N / (classes x its count), so rare classes count as much")
+    group.add_argument("--precision", choices=PRECISIONS, help="training steps in float32, or in bfloat16 mixed "
+                       "precision (torch.autocast: convolutions in bfloat16, weights and optimiser in float32; "
+                       "evaluation stays float32)")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--threads", type=int, help="torch.set_num_threads")
     group.add_argument("--out", metavar="DIR", help="output folder (default runs/NAME/)")

@@ -82,7 +82,8 @@ def run_speedrun(ctx):
     if getattr(ctx.args, "compare_torch", False) and ctx.backend != "torch":
         backends.append("torch")
     config = SpeedrunConfig(epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
-                            weight_decay=settings["weight_decay"], max_batches=settings.get("max_batches"))
+                            weight_decay=settings["weight_decay"], max_batches=settings.get("max_batches"),
+                            precision=settings["precision"])
     for index, seed in enumerate(ctx.seeds):
         for backend in backends:
             ctx.runs.append(_train_one(ctx, backend, replace(config, seed=seed), index))
