@@ -39,6 +39,8 @@ class TrainConfig:
     ema_decay: float = None       # keep an exponential moving average of the weights and BatchNorm buffers,
                                   # updated every step; it is what gets evaluated and what `fit` leaves in the model
     label_smoothing: float = 0.0  # classification only
+    mix: object = None            # classification: callable (inputs, targets) -> (mixed inputs, partner targets,
+                                  # share of the originals), e.g. data.augment.BatchMix (mixup, CutMix)
     precision: str = "float32"    # 'bfloat16': forward and loss run under torch.autocast (mixed precision: the
                                   # convolutions in bfloat16, weights, gradients and optimiser state in float32)
 
@@ -221,6 +223,12 @@ def _progress_disabled(config):
     return None if config.progress is None else False
 
 
+def _training_loss(task, config, outputs, targets):
+    if config.loss is not None:
+        return config.loss(outputs, targets)
+    return _loss(task, outputs, targets, config.label_smoothing)
+
+
 def _train_epoch(model, optimizer, dataset, task, config, epoch, name, average=None):
     model.train()
     loader = _train_loader(dataset, config, epoch)
@@ -234,10 +242,13 @@ def _train_epoch(model, optimizer, dataset, task, config, epoch, name, average=N
         inputs, targets = inputs.to(config.device), targets.to(config.device)
         if config.augment is not None:
             inputs = config.augment(inputs)
+        if config.mix is not None:
+            inputs, partners, share = config.mix(inputs, targets)
         with autocast(config.precision, config.device):
             outputs = model(inputs)
-            loss = (config.loss(outputs, targets) if config.loss is not None
-                    else _loss(task, outputs, targets, config.label_smoothing))
+            loss = _training_loss(task, config, outputs, targets)
+            if config.mix is not None:
+                loss = share * loss + (1 - share) * _training_loss(task, config, outputs, partners)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

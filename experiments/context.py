@@ -10,7 +10,7 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 
 from cnnext import data as datasets
-from cnnext.data.augment import BatchAugment
+from cnnext.data.augment import BatchAugment, BatchMix
 from cnnext.data.cache import resolve_cache_dir
 from cnnext.models import build_model, standardized
 from cnnext.testtime import majority_baseline, test_time_variants
@@ -25,12 +25,12 @@ CLASSIFICATION = {"dataset": "vehicles", "split": "lab", "seeds": 3, "epochs": 1
                   "augment": True, "photometric": "strong", "geometric": False, "crop_scale": (0.35, 1.0),
                   "translate": 0, "standardize": "image", "ema": True, "ema_decay": 0.99, "tta": True,
                   "bn_adapt": None,  # None: on for the lab split (its test set is shifted), off for a random one
-                  "class_weights": "none", "precision": "float32"}
+                  "class_weights": "none", "mix": "none", "precision": "float32"}
 DEHAZE = {"dataset": "dehaze", "split": "lab", "seeds": 1, "epochs": 10, "batch_size": 32, "lr": 0.01,
           "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.0, "image_size": 64, "width": 1.0,
           "augment": False, "ema": False, "ema_decay": 0.99, "precision": "float32"}
 OVERRIDES = ("dataset", "split", "seeds", "epochs", "batch_size", "lr", "image_size", "width", "augment",
-             "standardize", "ema", "tta", "bn_adapt", "class_weights", "precision")
+             "standardize", "ema", "tta", "bn_adapt", "class_weights", "mix", "precision")
 
 
 @dataclass
@@ -126,6 +126,11 @@ class Context:
         return BatchAugment(self.settings["geometric"], self.settings["photometric"],
                             crop_scale=self.settings["crop_scale"], translate=self.settings["translate"], seed=seed)
 
+    def mixing(self, seed):
+        if self.data.task != "classification" or self.settings.get("mix", "none") == "none":
+            return None
+        return BatchMix(self.settings["mix"], seed=seed)
+
     def training_loss(self, data):
         """Cross-entropy with each class weighted by N / (classes x its count) for class_weights 'balanced'
         (scikit-learn's rule), so a rare class counts as much as a common one; None (the task's loss) otherwise."""
@@ -149,6 +154,7 @@ class Context:
                                     "none (last weights)",
                 "loss": "cross-entropy" + (", classes weighted by N / (classes x count)"
                                            if s["class_weights"] == "balanced" else ""),
+                "batch mixing": repr(self.mixing(0)) if s["mix"] != "none" else "none",
                 "test-time augmentation": "mean of image and mirror" if s["tta"] else "none",
                 "unsupervised domain adaptation": "BatchNorm statistics re-estimated on the unlabelled test images"
                                                   if s["bn_adapt"] else "none"}
@@ -184,7 +190,7 @@ class Context:
         if standardize != "none":
             model = standardized(model, per_channel=standardize == "channel")
         weighted = self.training_loss(data)
-        config = replace(config, seed=seed, augment=self.augmentation(seed),
+        config = replace(config, seed=seed, augment=self.augmentation(seed), mix=self.mixing(seed),
                          loss=config.loss if weighted is None else weighted)
         signature = {"model": model_name, "backend": backend, "options": options, "data": data.summary(),
                      "standardize": standardize}

@@ -14,6 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cnnext import data as datasets  # noqa: E402
+from cnnext.data.augment import MIXES  # noqa: E402
 from cnnext.data.vehicles import SPLITS  # noqa: E402
 from cnnext.report import Report, write_json  # noqa: E402
 from cnnext.train import PRECISIONS, ResumeError, init_distributed, is_main  # noqa: E402
@@ -66,6 +67,8 @@ def common_options():
                        "unlabelled test images before testing (unsupervised domain adaptation)")
     group.add_argument("--class-weights", choices=["none", "balanced"], help="classification: 'balanced' weights "
                        "each class's cross-entropy by N / (classes x its count), so rare classes count as much")
+    group.add_argument("--mix", choices=MIXES, help="classification: mix each training batch with a shuffled copy "
+                       "of itself: 'mixup' blends images, 'cutmix' pastes a box; the loss weighs both labels")
     group.add_argument("--precision", choices=PRECISIONS, help="training steps in float32, or in bfloat16 mixed "
                        "precision (torch.autocast: convolutions in bfloat16, weights and optimiser in float32; "
                        "evaluation stays float32)")

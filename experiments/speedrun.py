@@ -195,7 +195,8 @@ def write_speedrun_report(ctx, config, backends):
                    f"{config.momentum} / weight decay {config.weight_decay:g} (airbench units, per 1024 samples), "
                    f"triangular schedule, label smoothing {config.label_smoothing}, lookahead every "
                    f"{config.lookahead_every} steps, {config.flip} flips + translate {config.translate}, TTA level "
-                   f"{config.tta_level}"],
+                   f"{config.tta_level}"
+                   + (", bfloat16 mixed precision (autocast)" if config.precision == "bfloat16" else ", float32")],
         ["seeds", ", ".join(str(seed) for seed in ctx.seeds)],
         ["machine", f"{env['processor']}, {runs[0]['load']['cpus']} CPUs, torch {env['torch']} with "
                     f"{env['threads']} threads, device {env['device']}"],

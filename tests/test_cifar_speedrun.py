@@ -218,6 +218,14 @@ def test_speedrun_compares_backends_seed_by_seed(cifar_dir, tmp_path):
     assert (out / "speedrun-cnnext-seed1" / "checkpoint.pt").is_file()
 
 
+def test_speedrun_trains_in_bfloat16_when_asked(cifar_dir, tmp_path):
+    out = tmp_path / "out"
+    run.main(["speedrun", "--quick", "--threads", "1", "--data", str(cifar_dir), "--cache", str(tmp_path / "cache"),
+              "--out", str(out), "--precision", "bfloat16"])
+    assert json.loads((out / "metrics.json").read_text())["settings"]["precision"] == "bfloat16"
+    assert "bfloat16 mixed precision" in (out / "report.md").read_text()
+
+
 @pytest.mark.parametrize("option", ["--epochs", "--batch-size"])
 def test_speedrun_rejects_zero_epochs_or_batch(option, tmp_path, monkeypatch):
     monkeypatch.delenv("CNNEXT_DATA", raising=False)

@@ -9,6 +9,8 @@ Two drivers share the ops below:
   and test parts (night photos, a darker and bluer second camera): brightness x0.3-1.4, gamma 0.6-1.8, contrast
   x0.6-1.4, per-channel gains x0.7-1.3 (white balance), saturation x0-1.6 and 20% grayscale. 'light' is
   brightness x0.7-1.2 and contrast x0.8-1.2 only.
+- BatchMix, a callable for the training loop (TrainConfig.mix): mixup or CutMix of each batch with a shuffled copy
+  of itself; the loop weighs the loss of both label sets by the mixing share.
 - AugmentedBatches, shuffled batches from a uint8 set held in memory (the CIFAR-10 speedrun): random translation
   (reflect padding, then a random crop per image) and flips, optionally alternating (Jordan's airbench: every
   image is flipped in every other epoch, chosen at random in the first, so each consecutive pair of epochs sees
@@ -18,10 +20,12 @@ Two drivers share the ops below:
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 PHOTOMETRIC = ("none", "light", "strong")
+MIXES = ("none", "mixup", "cutmix")
 
 
 def _uniform(count, low, high, generator, device):
@@ -150,6 +154,40 @@ class BatchAugment:
         if self.photometric != "none":
             parts.append(f"{self.photometric} photometric jitter")
         return " + ".join(parts) or "none"
+
+
+class BatchMix:
+    """Callable on a training batch (inputs, targets): mixes it with a shuffled copy of itself and returns (mixed
+    inputs, the partners' targets, the share of the originals). One share per batch, drawn from Beta(alpha,
+    alpha). 'mixup' (Zhang et al. 2018) blends whole images; 'cutmix' (Yun et al. 2019) pastes a box of the
+    partner covering 1 - share of the area (the share is then the box's exact complement after clipping to the
+    image). The training loss is share * loss(targets) + (1 - share) * loss(partner targets)."""
+
+    def __init__(self, mode="cutmix", alpha=1.0, seed=0):
+        if mode not in MIXES[1:]:
+            raise ValueError(f"BatchMix: mode must be one of {list(MIXES[1:])}, got {mode!r}")
+        if not alpha > 0:
+            raise ValueError(f"BatchMix: alpha must be > 0, got {alpha!r}")
+        self.mode, self.alpha = mode, alpha
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, inputs, targets):
+        share = float(self.rng.beta(self.alpha, self.alpha))
+        order = torch.from_numpy(self.rng.permutation(len(inputs))).to(inputs.device)
+        partners = inputs[order]
+        if self.mode == "mixup":
+            return share * inputs + (1 - share) * partners, targets[order], share
+        height, width = inputs.shape[-2:]
+        cut = math.sqrt(1 - share)
+        centre_y, centre_x = self.rng.integers(height), self.rng.integers(width)
+        top, bottom = max(centre_y - round(cut * height / 2), 0), min(centre_y + round(cut * height / 2), height)
+        left, right = max(centre_x - round(cut * width / 2), 0), min(centre_x + round(cut * width / 2), width)
+        mixed = inputs.clone()
+        mixed[..., top:bottom, left:right] = partners[..., top:bottom, left:right]
+        return mixed, targets[order], 1 - (bottom - top) * (right - left) / (height * width)
+
+    def __repr__(self):
+        return f"{'mixup' if self.mode == 'mixup' else 'CutMix'} (share ~ Beta({self.alpha:g}, {self.alpha:g}))"
 
 
 class AugmentedBatches:
