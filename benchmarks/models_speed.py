@@ -10,6 +10,8 @@ the largest difference between the two models' outputs on the batch (eval mode).
   - inference: model.eval(), forward under torch.no_grad();
   - train step: model.train(), zero_grad, forward, loss, backward, optimizer step (the lab's optimizers:
     SGD with momentum 0.9 and weight decay 5e-4, Adam for AOD-Net; the same for torchvision's models).
+With --precision bfloat16 both models run under torch.autocast(bfloat16) (mixed precision, as
+`experiments/run.py --precision bfloat16` trains): PyTorch's bfloat16 convolutions (oneDNN) against cnnext's.
 The lab's zoo runs at its experiments' settings (batch size, image size, width: experiments/run.py), so
 its training-step rows are the timed part of an epoch of `experiments/run.py --backend cnnext|torch`.
 torchvision's classification models run at 224 px when torchvision can be imported, else they are skipped
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cnnext  # noqa: E402
 from cnnext.models import build_model  # noqa: E402
 from cnnext.timing import time_interleaved  # noqa: E402
+from cnnext.train import PRECISIONS, autocast  # noqa: E402
 from conv_speed import geometric_mean, machine_info, plot_ratio_bars, save_results  # noqa: E402
 
 PASSES = ("inference", "train step")
@@ -94,20 +97,22 @@ def make_optimizer(case, model):
     return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
 
-def pass_call(case, model, pass_name, x, target):
-    """One inference or one training step of `model`, as a call without arguments."""
+def pass_call(case, model, pass_name, x, target, precision="float32"):
+    """One inference or one training step of `model` in `precision`, as a call without arguments."""
     loss_fn = F.mse_loss if case.task == "dehaze" else F.cross_entropy
     optimizer = make_optimizer(case, model)
 
     def infer():
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(precision):
             model(x)
 
     def train_step():
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), target).backward()
+        with autocast(precision):
+            loss = loss_fn(model(x), target)
+        loss.backward()
         optimizer.step()
     return infer if pass_name == "inference" else train_step
 
@@ -116,12 +121,12 @@ def bench_case(case, args):
     reference = case.build()
     converted = cnnext.convert(copy.deepcopy(reference))
     x, target = make_batch(case, reference)
-    with torch.no_grad():  # the two must compute the same thing: the largest difference goes in the rows
-        difference = (converted.eval()(x) - reference.eval()(x)).abs().max().item()
+    with torch.no_grad(), autocast(args.precision):  # the two must compute the same thing: the rows say how close
+        difference = (converted.eval()(x).float() - reference.eval()(x).float()).abs().max().item()
     rows = []
     for pass_name in PASSES:
-        calls = {"torch": pass_call(case, reference, pass_name, x, target),
-                 "cnnext": pass_call(case, converted, pass_name, x, target)}
+        calls = {"torch": pass_call(case, reference, pass_name, x, target, args.precision),
+                 "cnnext": pass_call(case, converted, pass_name, x, target, args.precision)}
         ms = time_interleaved(calls, warmup=args.warmup, repeats=args.repeats)
         rows.append({"model": case.name, "group": case.group, "pass": pass_name, "batch": case.batch,
                      "image_size": case.image_size, "torch_ms": ms["torch"], "cnnext_ms": ms["cnnext"],
@@ -162,6 +167,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 2, quick 1)")
     parser.add_argument("--only", action="append", default=None, help="only models whose name contains this text")
     parser.add_argument("--group", choices=("lab", "torchvision"), default=None, help="only this group of models")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="float32, or bfloat16 mixed precision (torch.autocast) on both sides")
     parser.add_argument("--json", type=Path, default=None, help="write results (with machine info) here")
     parser.add_argument("--plot", type=Path, default=None, help="write a bar chart of the ratios here")
     args = parser.parse_args(argv)
@@ -172,7 +179,7 @@ def main(argv=None):
              + (torchvision_cases(args.quick) if args.group != "lab" else []))
     cases = [c for c in cases if args.only is None or any(text in c.name for text in args.only)]
     info = machine_info("cpu")
-    print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, float32, {info['date']}")
+    print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, {args.precision}, {info['date']}")
     print(HEADER)
     print("-" * len(HEADER))
     rows = []

@@ -1,7 +1,8 @@
 """The one training and evaluation loop: classification (cross-entropy, accuracy) and dehazing (MSE, PSNR,
-SSIM), optional bfloat16 mixed precision (torch.autocast), a tqdm bar per epoch, a checkpoint after every
-epoch (an interrupted run resumes from the last one), and data parallelism under torchrun (DistributedDataParallel, gloo on CPU / NCCL on GPU, DistributedSampler;
-only rank 0 writes files and prints).
+SSIM), optional bfloat16 mixed precision (torch.autocast) and batch mixing (mixup, CutMix), a tqdm bar per
+epoch, a checkpoint after every epoch (an interrupted run resumes from the last one), and data parallelism under
+torchrun (DistributedDataParallel, gloo on CPU / NCCL on GPU, DistributedSampler; only rank 0 writes files and
+prints).
 """
 import math
 import os

@@ -62,7 +62,8 @@ def run_cifar(ctx):
         "Each model is trained with SGD (momentum 0.9, weight decay "
         f"{ctx.settings['weight_decay']:g}), batch {ctx.config.batch_size}, peak lr {ctx.config.lr:g} on a cosine "
         f"schedule, {_PRECISION_WORDS[ctx.config.precision]}, augmentation: {ctx.methods()['augmentation']}, on "
-        f"the CPU of this machine; the target is the slide's accuracy within 90 minutes of training. {_hdc_design(RECIPES['hdc-1-2-5'].options)}",
+        f"the CPU of this machine; the target is the slide's accuracy within 90 minutes of training. "
+        f"{_hdc_design(RECIPES['hdc-1-2-5'].options)}",
         (["model", "slide", "here (last epoch)", "best epoch", "epochs", "s / epoch", "training (min)",
           "beats the slide in <= 90 min"], rows),
         "Machine load during training (the machine is shared with other jobs): " + "; ".join(loads) + "."])

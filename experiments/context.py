@@ -59,6 +59,8 @@ def resolve_settings(experiment, args):
             settings[key] = getattr(args, key)
     if settings.get("bn_adapt", False) is None:
         settings["bn_adapt"] = settings["split"] == "lab"
+    if experiment.task == "dehaze" and settings.get("mix", "none") != "none":
+        raise SystemExit(f"run.py {experiment.name}: --mix is for classification experiments (it mixes labels)")
     if settings["seeds"] < 1:
         raise SystemExit(f"run.py {experiment.name}: --seeds must be at least 1, got {settings['seeds']}")
     return settings

@@ -32,3 +32,18 @@ def test_models_speed_quick(tmp_path):
     if not has_torchvision:
         assert "skipping torchvision's models" in done.stderr
     assert plot_path.stat().st_size > 0
+
+
+def test_models_speed_in_bfloat16(tmp_path):
+    json_path = tmp_path / "models.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "models_speed.py"), "--quick", "--threads", "1",
+                           "--group", "lab", "--precision", "bfloat16", "--json", str(json_path)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert ", bfloat16, " in done.stdout.splitlines()[0]
+    results = json.loads(json_path.read_text())
+    assert results["args"]["precision"] == "bfloat16"
+    for row in results["rows"]:
+        # both sides run in bfloat16: they agree to bfloat16's rounding, not float32's
+        assert row["max_abs_diff"] < 0.1

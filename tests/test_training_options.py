@@ -127,3 +127,9 @@ def test_mix_option_is_recorded_in_the_report(tmp_path, monkeypatch):
     monkeypatch.delenv("CNNEXT_DATA", raising=False)
     metrics = quick("mlp", tmp_path, "--mix", "cutmix")
     assert metrics["settings"]["mix"] == "cutmix" and metrics["methods"]["batch mixing"].startswith("CutMix")
+
+
+def test_mix_is_refused_for_dehazing(tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNEXT_DATA", raising=False)
+    with pytest.raises(SystemExit, match="--mix is for classification experiments"):
+        quick("dehaze", tmp_path, "--mix", "mixup")
