@@ -18,12 +18,12 @@ class Recipe:
     options: dict = field(default_factory=dict)
 
 
-# Epochs from the measured time of a training step (batch 128, 2 threads, Zen 5): in float32 HDC 0.19 s and
-# ResNet-18 1.3 s; in bfloat16 mixed precision (cnnext's AVX-512 BF16 kernels) 0.105 s and 0.59 s, about 1 and 4.3
-# minutes per epoch with EMA and augmentation. Float32 ResNet-18 fit only 7 epochs in the 90 minutes and stopped at
-# 84.0% (experiments/results/cifar, first run); bfloat16 fits 16 with room for a noisy machine. The lab's single HDC
-# group (3 layers, 32 -> 16 px) is too small for CIFAR-10's ten classes, so the group [1, 2, 5] is repeated in three
-# stages (widths 32/64/128, 2x2 max pooling between them).
+# Epochs from measured epoch times (batch 128, 2 threads, Zen 5, alone on the machine): in float32 ResNet-18 took
+# 8.8 min per epoch and fitted only 7 epochs in the 90 minutes, stopping at 84.0% (experiments/results/cifar-float32);
+# bfloat16 mixed precision (cnnext's AVX-512 BF16 kernels) takes 4.4 min, so 16 epochs fit with room for a noisy
+# machine, and the HDC net 30 (0.8 min per epoch). The lab's single HDC group (3 layers, 32 -> 16 px) is too small
+# for CIFAR-10's ten classes, so the group [1, 2, 5] is repeated in three stages (widths 32/64/128, 2x2 max pooling
+# between them).
 RECIPES = {
     "hdc-1-2-5": Recipe("hdc", 0.8292, "batch 512, lr 1e-3, 100 epochs on a GPU", 30,
                         {"rates": (1, 2, 5), "stages": 3, "base_channels": 32}),
