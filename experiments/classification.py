@@ -180,7 +180,8 @@ EXPERIMENTS = {e.name: e for e in [
                defaults={"width": 0.5}, quick_image_size=32),
     Experiment("mlp", "MLP vs CNN", "The feed-forward network of the previous lab against the CNN.", run_mlp),
     Experiment("dilated", "Dilated (HDC) convolution network", "A Hybrid Dilated Convolution network against "
-               "the plain CNN.", run_dilated, defaults={"split": "random", "epochs": 40}, quick_image_size=32),
+               "the plain CNN.", run_dilated, defaults={"split": "random", "epochs": 60, "precision": "bfloat16"},
+               quick_image_size=32),
     Experiment("dilation", "Dilation rates and the HDC rule", "Dilation rate lists that satisfy and that break "
                "the HDC rule.", run_dilation, defaults={"split": "random", "seeds": 1, "epochs": 40},
                quick_image_size=32),
