@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .data.augment import AugmentedBatches, normalize
-from .train import PRECISIONS, autocast, log
+from .train import autocast, check_precision, log
 
 
 @dataclass
@@ -156,8 +156,7 @@ def train(model, train_set, test_set, config, name="speedrun"):
     """Trains `model` (a SpeedrunNet) on train_set = (uint8 images, labels) and evaluates on test_set after every
     epoch (without TTA) and at the end (with config.tta_level). Returns the run record: history per epoch with
     cumulative training time and process CPU time, the time split, and the final predictions."""
-    if config.precision not in PRECISIONS:
-        raise ValueError(f"SpeedrunConfig.precision must be one of {PRECISIONS}, got {config.precision!r}")
+    check_precision(config)
     torch.manual_seed(config.seed)
     train_images, train_labels = train_set
     test_images, test_labels = test_set[0], torch.as_tensor(test_set[1])

@@ -193,6 +193,12 @@ def _optimizer(model, config):
     raise ValueError(f"unknown optimizer {config.optimizer!r}, expected 'sgd' or 'adam'")
 
 
+def check_precision(config):
+    """Raises ValueError, naming the config class, unless config.precision is one of PRECISIONS."""
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"{type(config).__name__}.precision must be one of {PRECISIONS}, got {config.precision!r}")
+
+
 def autocast(precision, device="cpu"):
     """torch.autocast to bfloat16 on `device` for precision 'bfloat16'; a no-op for 'float32'."""
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
@@ -304,8 +310,7 @@ def fit(model, data, config, out_dir, name="model", signature=None):
     resumes, and a finished one is extended when called with more epochs. With config.ema_decay the test
     metrics are those of the weight average, and `model` holds the average when fit returns. Evaluation runs in
     float32 whatever config.precision the training steps ran in."""
-    if config.precision not in PRECISIONS:
-        raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {config.precision!r}")
+    check_precision(config)
     torch.manual_seed(config.seed)
     out_dir = Path(out_dir)
     if is_main():

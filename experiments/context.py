@@ -129,7 +129,7 @@ class Context:
                             crop_scale=self.settings["crop_scale"], translate=self.settings["translate"], seed=seed)
 
     def mixing(self, seed):
-        if self.data.task != "classification" or self.settings.get("mix", "none") == "none":
+        if self.data.task != "classification" or self.settings["mix"] == "none":
             return None
         return BatchMix(self.settings["mix"], seed=seed)
 

@@ -1,7 +1,6 @@
 """Training options of the loops: bfloat16 mixed precision (TrainConfig.precision, SpeedrunConfig.precision,
 run.py --precision: the convolutions of a training step run in bfloat16, weights and optimiser state stay
 float32, evaluation runs in float32) and batch mixing (data.augment.BatchMix, run.py --mix: mixup and CutMix)."""
-import json
 from types import SimpleNamespace
 
 import pytest

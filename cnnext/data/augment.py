@@ -174,16 +174,15 @@ class BatchMix:
     def __call__(self, inputs, targets):
         share = float(self.rng.beta(self.alpha, self.alpha))
         order = torch.from_numpy(self.rng.permutation(len(inputs))).to(inputs.device)
-        partners = inputs[order]
         if self.mode == "mixup":
-            return share * inputs + (1 - share) * partners, targets[order], share
+            return share * inputs + (1 - share) * inputs[order], targets[order], share
         height, width = inputs.shape[-2:]
         cut = math.sqrt(1 - share)
         centre_y, centre_x = self.rng.integers(height), self.rng.integers(width)
         top, bottom = max(centre_y - round(cut * height / 2), 0), min(centre_y + round(cut * height / 2), height)
         left, right = max(centre_x - round(cut * width / 2), 0), min(centre_x + round(cut * width / 2), width)
         mixed = inputs.clone()
-        mixed[..., top:bottom, left:right] = partners[..., top:bottom, left:right]
+        mixed[..., top:bottom, left:right] = inputs[order, ..., top:bottom, left:right]  # only the box is copied
         return mixed, targets[order], 1 - (bottom - top) * (right - left) / (height * width)
 
     def __repr__(self):
