@@ -1,8 +1,10 @@
 """What happens to a trained classifier at test time: predictions (optionally averaged over the image and its
-mirror: test-time augmentation), BatchNorm statistics re-estimated on the unlabelled test images (a simple
-unsupervised domain adaptation, AdaBN: Li et al. 2016), and scikit-learn's metrics of the predictions.
+mirror: test-time augmentation), two unsupervised domain adaptations on the unlabelled test images (BatchNorm
+statistics re-estimated, AdaBN: Li et al. 2016; BatchNorm scales and shifts trained to make the predictions
+confident, TENT: Wang et al. 2021), and scikit-learn's metrics of the predictions.
 
     variants = test_time_variants(model, test_set, num_classes)   # {'plain', 'tta', 'bn-adapt', 'bn-adapt+tta'}
+    variants = test_time_variants(model, test_set, num_classes, tent=True)   # also 'tent', 'tent+tta'
 """
 import copy
 
@@ -13,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 VARIANTS = ("plain", "tta", "bn-adapt", "bn-adapt+tta")
+TENT_VARIANTS = ("tent", "tent+tta")
 
 
 @torch.no_grad()
@@ -48,6 +51,39 @@ def adapt_batchnorm(model, dataset, batch_size=64, device="cpu"):
     return adapted.eval()
 
 
+def _batchnorms(model):
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
+
+
+def entropy_minimisation(model, dataset, lr=1e-3, passes=5, batch_size=64, device="cpu", seed=0):
+    """TENT (Wang et al. 2021): a copy of `model` whose BatchNorm scales and shifts are trained with Adam to
+    minimise the entropy of its predictions on the unlabelled inputs of `dataset` (`passes` shuffled passes,
+    normalising with each batch's own statistics), then whose BatchNorm statistics are re-estimated on them
+    (adapt_batchnorm). Every other weight is frozen; labels are not used. A model without BatchNorm is copied
+    unchanged."""
+    adapted = copy.deepcopy(model)
+    norms = _batchnorms(adapted)
+    if not norms:
+        return adapted.eval()
+    adapted.requires_grad_(False)
+    parameters = [p for norm in norms for p in (norm.weight, norm.bias)]
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    adapted.train()
+    with torch.enable_grad():
+        for _ in range(passes):
+            for inputs, _ in DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator):
+                probabilities = adapted(inputs.to(device)).softmax(1)
+                entropy = -(probabilities * probabilities.clamp_min(1e-8).log()).sum(1).mean()
+                optimizer.zero_grad()
+                entropy.backward()
+                optimizer.step()
+    adapted.requires_grad_(True)
+    return adapt_batchnorm(adapted, dataset, batch_size, device)
+
+
 def classification_metrics(labels, probabilities, num_classes):
     """Accuracy, the confusion matrix (rows: true class) and per-class precision, recall (= per-class accuracy)
     and F1, all from scikit-learn."""
@@ -61,12 +97,14 @@ def classification_metrics(labels, probabilities, num_classes):
             "support": support.tolist()}
 
 
-def test_time_variants(model, dataset, num_classes, batch_size=64, device="cpu"):
-    """classification_metrics of `model` on `dataset` for each of VARIANTS."""
-    adapted = adapt_batchnorm(model, dataset, batch_size, device)
+def test_time_variants(model, dataset, num_classes, batch_size=64, device="cpu", tent=False):
+    """classification_metrics of `model` on `dataset` for each of VARIANTS, and of TENT_VARIANTS with `tent`."""
+    nets = {"plain": model, "bn-adapt": adapt_batchnorm(model, dataset, batch_size, device)}
+    if tent:
+        nets["tent"] = entropy_minimisation(model, dataset, device=device)
     results = {}
-    for name in VARIANTS:
-        net = adapted if name.startswith("bn-adapt") else model
+    for name in VARIANTS + (TENT_VARIANTS if tent else ()):
+        net = nets["plain" if name == "tta" else name.split("+")[0]]
         labels, probabilities = predict(net, dataset, batch_size, device, tta=name.endswith("tta"))
         results[name] = classification_metrics(labels, probabilities, num_classes)
     return results

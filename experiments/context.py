@@ -25,12 +25,13 @@ CLASSIFICATION = {"dataset": "vehicles", "split": "lab", "seeds": 3, "epochs": 1
                   "augment": True, "photometric": "strong", "geometric": False, "crop_scale": (0.35, 1.0),
                   "translate": 0, "standardize": "image", "ema": True, "ema_decay": 0.99, "tta": True,
                   "bn_adapt": None,  # None: on for the lab split (its test set is shifted), off for a random one
+                  "tent": None,  # None: as bn_adapt
                   "class_weights": "none", "mix": "none", "precision": "float32"}
 DEHAZE = {"dataset": "dehaze", "split": "lab", "seeds": 1, "epochs": 10, "batch_size": 32, "lr": 0.01,
           "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.0, "image_size": 64, "width": 1.0,
           "augment": False, "ema": False, "ema_decay": 0.99, "precision": "float32"}
 OVERRIDES = ("dataset", "split", "seeds", "epochs", "batch_size", "lr", "image_size", "width", "augment",
-             "standardize", "ema", "tta", "bn_adapt", "class_weights", "mix", "precision")
+             "standardize", "ema", "tta", "bn_adapt", "tent", "class_weights", "mix", "precision")
 
 
 @dataclass
@@ -59,6 +60,8 @@ def resolve_settings(experiment, args):
             settings[key] = getattr(args, key)
     if settings.get("bn_adapt", False) is None:
         settings["bn_adapt"] = settings["split"] == "lab"
+    if settings.get("tent", False) is None:
+        settings["tent"] = settings["bn_adapt"]
     if experiment.task == "dehaze" and settings.get("mix", "none") != "none":
         raise SystemExit(f"run.py {experiment.name}: --mix is for classification experiments (it mixes labels)")
     if settings["seeds"] < 1:
@@ -158,12 +161,22 @@ class Context:
                                            if s["class_weights"] == "balanced" else ""),
                 "batch mixing": repr(self.mixing(0)) if s["mix"] != "none" else "none",
                 "test-time augmentation": "mean of image and mirror" if s["tta"] else "none",
-                "unsupervised domain adaptation": "BatchNorm statistics re-estimated on the unlabelled test images"
-                                                  if s["bn_adapt"] else "none"}
+                "unsupervised domain adaptation": self._adaptation_in_words()}
+
+    def _adaptation_in_words(self):
+        if self.settings["tent"]:
+            return ("TENT: BatchNorm scales and shifts trained to minimise the entropy of the predictions on the "
+                    "unlabelled test images (Adam, lr 1e-3, 5 passes in shuffled batches of 64), then BatchNorm "
+                    "statistics re-estimated on them")
+        if self.settings["bn_adapt"]:
+            return "BatchNorm statistics re-estimated on the unlabelled test images"
+        return "none"
 
     def test_variant(self):
-        """The cnnext.testtime variant whose accuracy is reported: 'plain', 'tta', 'bn-adapt' or 'bn-adapt+tta'."""
-        parts = (["bn-adapt"] if self.settings["bn_adapt"] else []) + (["tta"] if self.settings["tta"] else [])
+        """The cnnext.testtime variant whose accuracy is reported: 'plain', 'tta', 'bn-adapt', 'bn-adapt+tta',
+        'tent' or 'tent+tta'."""
+        adaptation = "tent" if self.settings["tent"] else "bn-adapt" if self.settings["bn_adapt"] else None
+        parts = ([adaptation] if adaptation else []) + (["tta"] if self.settings["tta"] else [])
         return "+".join(parts) or "plain"
 
     def train(self, run_name, model_name, backend=None, data=None, config=None, seeds=None, **options):
@@ -199,7 +212,8 @@ class Context:
         record = fit(model, data, config, self.out / run_name / f"seed{seed}", f"{run_name} seed {seed}", signature)
         record["seed"] = seed
         if data.task == "classification" and is_main():
-            variants = test_time_variants(model, data.test, len(data.classes), config.batch_size, config.device)
+            variants = test_time_variants(model, data.test, len(data.classes), config.batch_size, config.device,
+                                          tent=self.settings["tent"])
             chosen = variants[self.test_variant()]
             record["test_time"] = variants
             record["final"] = {**record["final"], "test_accuracy": chosen["accuracy"],

@@ -3,7 +3,7 @@ import shlex
 import sys
 
 from cnnext.report import Report, plot_bars, plot_curves, write_json
-from cnnext.testtime import VARIANTS
+from cnnext.testtime import TENT_VARIANTS, VARIANTS
 from cnnext.train import environment, is_main, log
 
 
@@ -75,9 +75,10 @@ def per_class_tables(ctx):
 def test_time_table(ctx):
     """Test accuracy of each run's final model under every test-time method (cnnext.testtime), mean ± std."""
     names = {"plain": "final model", "tta": "+ flip TTA", "bn-adapt": "BN re-estimated on test images",
-             "bn-adapt+tta": "BN re-estimated + flip TTA"}
-    headers = ["run"] + [names[v] + (" (reported)" if v == ctx.test_variant() else "") for v in VARIANTS]
-    return headers, [[r["name"]] + [mean_std(r, f"test_accuracy_{v}") for v in VARIANTS] for r in ctx.runs]
+             "bn-adapt+tta": "BN re-estimated + flip TTA", "tent": "TENT on test images", "tent+tta": "TENT + flip TTA"}
+    variants = VARIANTS + (TENT_VARIANTS if ctx.settings["tent"] else ())
+    headers = ["run"] + [names[v] + (" (reported)" if v == ctx.test_variant() else "") for v in variants]
+    return headers, [[r["name"]] + [mean_std(r, f"test_accuracy_{v}") for v in variants] for r in ctx.runs]
 
 
 def standard_figures(ctx):
@@ -159,8 +160,8 @@ def write_outputs(ctx, notes=(), extra=None):
         report.paragraph("Per-class precision and F1 (scikit-learn), mean over the seeds:")
         report.table(*quality)
         report.paragraph("The same final models under each test-time method (weights never see a test label; "
-                         "re-estimating BatchNorm statistics on the test images is transductive, unsupervised "
-                         "domain adaptation):")
+                         "re-estimating BatchNorm statistics on the test images, and TENT's training of their "
+                         "scales and shifts, are transductive, unsupervised domain adaptation):")
         report.table(*test_time_table(ctx))
     for note in notes:
         if isinstance(note, tuple):

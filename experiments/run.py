@@ -65,6 +65,9 @@ def common_options():
     group.add_argument("--tta", action=on_off, help="classification: average predictions over image and mirror")
     group.add_argument("--bn-adapt", action=on_off, help="classification: re-estimate BatchNorm statistics on the "
                        "unlabelled test images before testing (unsupervised domain adaptation)")
+    group.add_argument("--tent", action=on_off, help="classification: train the BatchNorm scales and shifts to make "
+                       "confident predictions on the unlabelled test images, then re-estimate their statistics "
+                       "(TENT, unsupervised domain adaptation; default: as --bn-adapt)")
     group.add_argument("--class-weights", choices=["none", "balanced"], help="classification: 'balanced' weights "
                        "each class's cross-entropy by N / (classes x its count), so rare classes count as much")
     group.add_argument("--mix", choices=MIXES, help="classification: mix each training batch with a shuffled copy "

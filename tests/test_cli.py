@@ -129,6 +129,16 @@ def test_methods_can_be_switched_off_and_are_recorded(tmp_path, bundled):
     assert record["final"]["test_accuracy"] == record["final"]["test_accuracy_plain"]
 
 
+def test_tent_goes_with_batchnorm_adaptation_unless_switched_off(tmp_path, bundled):
+    metrics = quick("mlp", tmp_path, "--bn-adapt")
+    assert metrics["settings"]["tent"] and metrics["reported_test_variant"] == "tent+tta"
+    assert metrics["methods"]["unsupervised domain adaptation"].startswith("TENT")
+    assert "test_accuracy_tent+tta" in metrics["runs"][0]["final"]
+    assert "TENT + flip TTA (reported)" in (tmp_path / "report.md").read_text()
+    off = quick("mlp", tmp_path / "off", "--bn-adapt", "--no-tent")
+    assert off["reported_test_variant"] == "bn-adapt+tta" and "test_accuracy_tent" not in off["runs"][0]["final"]
+
+
 def test_balanced_class_weights_follow_the_class_counts(tmp_path, bundled):
     from experiments.context import Context
     args = run.build_parser().parse_args(["mlp", "--quick", "--class-weights", "balanced", "--out", str(tmp_path)])

@@ -1,4 +1,4 @@
-"""Batched augmentation, the test-time methods (flip TTA, BatchNorm re-estimation) and the metrics and
+"""Batched augmentation, the test-time methods (flip TTA, BatchNorm re-estimation, TENT) and the metrics and
 seed statistics of the experiments."""
 import numpy as np
 import pytest
@@ -7,7 +7,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from cnnext.data.augment import BatchAugment, photometric_jitter, random_resized_crop
-from cnnext.testtime import adapt_batchnorm, classification_metrics, majority_baseline, predict
+from cnnext.testtime import (TENT_VARIANTS, VARIANTS, adapt_batchnorm, classification_metrics, entropy_minimisation,
+                              majority_baseline, predict)
+from cnnext.testtime import test_time_variants as variants_of   # (not collected as a test)
 from experiments.context import aggregate
 
 
@@ -66,6 +68,37 @@ def test_batchnorm_adaptation_uses_test_statistics_and_keeps_weights():
         features = model[0](shifted.tensors[0])
     assert torch.allclose(adapted[1].running_mean, features.mean((0, 2, 3)), atol=1e-4)
     assert torch.equal(adapted[0].weight, model[0].weight) and not adapted.training
+
+
+def _entropy(model, dataset):
+    _, probabilities = predict(model, dataset)
+    return float(-(probabilities * np.log(np.clip(probabilities, 1e-8, None))).sum(1).mean())
+
+
+def test_tent_trains_only_batchnorm_affine_and_makes_predictions_confident():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 4 * 4, 3)).eval()
+    unlabelled = TensorDataset(torch.randn(64, 3, 4, 4) * 2 + 1, torch.full((64,), -1))
+    adapted = entropy_minimisation(model, unlabelled, lr=0.05, passes=10, batch_size=16)
+    assert torch.equal(adapted[0].weight, model[0].weight) and torch.equal(adapted[4].weight, model[4].weight)
+    assert not torch.equal(adapted[1].weight, model[1].weight)   # the BN scales moved
+    assert torch.equal(model[1].weight, torch.ones(4))           # the original is untouched
+    assert not adapted.training and all(p.requires_grad for p in adapted.parameters())
+    assert _entropy(adapted, unlabelled) < _entropy(adapt_batchnorm(model, unlabelled), unlabelled) - 0.05
+
+
+def test_tent_leaves_a_model_without_batchnorm_as_it_is():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 2))
+    data = TensorDataset(torch.randn(4, 1, 1, 2), torch.zeros(4, dtype=torch.long))
+    assert torch.equal(entropy_minimisation(model, data)[1].weight, model[1].weight)
+
+
+def test_test_time_variants_add_tent_only_when_asked():
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 2 * 2, 2)).eval()
+    data = TensorDataset(torch.randn(8, 3, 2, 2), torch.tensor([0, 1] * 4))
+    assert tuple(variants_of(model, data, 2)) == VARIANTS
+    assert tuple(variants_of(model, data, 2, tent=True)) == VARIANTS + TENT_VARIANTS
 
 
 def test_flip_tta_averages_image_and_mirror():
