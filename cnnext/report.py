@@ -119,6 +119,22 @@ def plot_image_grid(rows, column_titles, path, row_titles=None):
     return Path(path)
 
 
+def plot_labelled_images(images, titles, path, suptitle, columns=8):
+    """Small images (tensors [3, H, W] in [0, 1]) in rows of `columns`, each under its title."""
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.5 * columns, 1.7 * rows + 0.4), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < len(images):
+            axis.imshow(images[index].detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+            axis.set_title(titles[index], fontsize=8)
+    figure.suptitle(suptitle)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)
+
+
 class Report:
     """Markdown built up from paragraphs, tables and figures, written next to its figures."""
 

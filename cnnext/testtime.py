@@ -85,8 +85,8 @@ def entropy_minimisation(model, dataset, lr=1e-3, passes=5, batch_size=64, devic
 
 
 def classification_metrics(labels, probabilities, num_classes):
-    """Accuracy, the confusion matrix (rows: true class) and per-class precision, recall (= per-class accuracy)
-    and F1, all from scikit-learn."""
+    """Accuracy, the confusion matrix (rows: true class), per-class precision, recall (= per-class accuracy)
+    and F1, all from scikit-learn, and the predicted class of each sample."""
     predictions = probabilities.argmax(1)
     classes = list(range(num_classes))
     precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=classes,
@@ -94,7 +94,7 @@ def classification_metrics(labels, probabilities, num_classes):
     return {"accuracy": float(np.mean(predictions == labels)),
             "confusion": confusion_matrix(labels, predictions, labels=classes).tolist(),
             "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
-            "support": support.tolist()}
+            "support": support.tolist(), "predictions": predictions.tolist()}
 
 
 def test_time_variants(model, dataset, num_classes, batch_size=64, device="cpu", tent=False):

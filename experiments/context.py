@@ -1,6 +1,7 @@
 """What every experiment shares: its description (Experiment) and its resolved settings, data, output folder
 and trained runs (Context). Context.train trains one model variant over every seed, evaluates each final
 model with the test-time methods (cnnext.testtime) and keeps the per-seed records and their mean and spread."""
+import json
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,8 +16,9 @@ from cnnext.data.cache import resolve_cache_dir
 from cnnext.models import build_model, standardized
 from cnnext.testtime import majority_baseline, test_time_variants
 from cnnext.train import TrainConfig, fit, is_main, log
+from experiments.pretrain import load_matching, load_pretraining_data, pretrain
 
-QUICK = {"epochs": 2, "batch_size": 8, "max_batches": 2, "limit_per_class": 12, "seeds": 1}
+QUICK = {"epochs": 2, "batch_size": 8, "max_batches": 2, "limit_per_class": 12, "seeds": 1, "pretrain_epochs": 1}
 
 # The classification recipe every experiment starts from (measured on the vehicles: docs/experiments.md);
 # an experiment's `defaults` and the command line override it.
@@ -26,12 +28,14 @@ CLASSIFICATION = {"dataset": "vehicles", "split": "lab", "seeds": 3, "epochs": 1
                   "translate": 0, "standardize": "image", "ema": True, "ema_decay": 0.99, "tta": True,
                   "bn_adapt": None,  # None: on for the lab split (its test set is shifted), off for a random one
                   "tent": None,  # None: as bn_adapt
-                  "class_weights": "none", "mix": "none", "precision": "float32"}
+                  "class_weights": "none", "mix": "none", "precision": "float32",
+                  "pretrain": "none", "pretrain_epochs": 10}
 DEHAZE = {"dataset": "dehaze", "split": "lab", "seeds": 1, "epochs": 10, "batch_size": 32, "lr": 0.01,
           "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.0, "image_size": 64, "width": 1.0,
           "augment": False, "ema": False, "ema_decay": 0.99, "precision": "float32"}
 OVERRIDES = ("dataset", "split", "seeds", "epochs", "batch_size", "lr", "image_size", "width", "augment",
-             "standardize", "ema", "tta", "bn_adapt", "tent", "class_weights", "mix", "precision")
+             "standardize", "ema", "tta", "bn_adapt", "tent", "class_weights", "mix", "precision", "pretrain",
+             "pretrain_epochs")
 
 
 @dataclass
@@ -64,6 +68,9 @@ def resolve_settings(experiment, args):
         settings["tent"] = settings["bn_adapt"]
     if experiment.task == "dehaze" and settings.get("mix", "none") != "none":
         raise SystemExit(f"run.py {experiment.name}: --mix is for classification experiments (it mixes labels)")
+    if settings.get("pretrain", "none") != "none" and settings["dataset"] == "cifar10":
+        raise SystemExit(f"run.py {experiment.name}: --pretrain cifar10 is for the vehicles (pretraining on the "
+                         f"data set itself is no transfer); use --pretrain none with --dataset cifar10")
     if settings["seeds"] < 1:
         raise SystemExit(f"run.py {experiment.name}: --seeds must be at least 1, got {settings['seeds']}")
     return settings
@@ -88,6 +95,7 @@ class Context:
                                   precision=settings["precision"])
         self.data = self.load_data(settings["image_size"])
         self.runs, self.figures = [], []
+        self._pretrained, self._pretraining_data = {}, None
         self.baseline = None
         if self.data.task == "classification":
             self.baseline = majority_baseline(self.data.train.labels, self.data.test.labels, len(self.data.classes))
@@ -161,7 +169,17 @@ class Context:
                                            if s["class_weights"] == "balanced" else ""),
                 "batch mixing": repr(self.mixing(0)) if s["mix"] != "none" else "none",
                 "test-time augmentation": "mean of image and mirror" if s["tta"] else "none",
-                "unsupervised domain adaptation": self._adaptation_in_words()}
+                "unsupervised domain adaptation": self._adaptation_in_words(),
+                "pretraining": self._pretraining_in_words()}
+
+    def _pretraining_in_words(self):
+        if self.settings["pretrain"] == "none":
+            return "none (random initial weights)"
+        cifar, epochs = self._pretraining_data, self.settings["pretrain_epochs"]
+        images = f"{len(cifar.train):,} images" if cifar else "its images"
+        return (f"CIFAR-10's training set ({images} at {self.settings['image_size']} px, this input pipeline and "
+                f"augmentation), {epochs} epoch{'s' * (epochs != 1)}, batch 128, SGD lr 0.1 (cosine); then every "
+                f"layer fine-tuned here with a fresh classifier; one pretraining shared by the seeds")
 
     def _adaptation_in_words(self):
         if self.settings["tent"]:
@@ -179,18 +197,21 @@ class Context:
         parts = ([adaptation] if adaptation else []) + (["tta"] if self.settings["tta"] else [])
         return "+".join(parts) or "plain"
 
-    def train(self, run_name, model_name, backend=None, data=None, config=None, seeds=None, **options):
-        """Builds model `model_name` with `options` and trains it once per seed as `run_name`; records and
-        returns (run, model of the last seed). run['final'] holds the means over the seeds, run['final_std']
-        their standard deviations, run['per_seed'] the single runs."""
+    def train(self, run_name, model_name, backend=None, data=None, config=None, seeds=None, pretrain=None,
+              **options):
+        """Builds model `model_name` with `options` and trains it once per seed as `run_name` (from weights
+        pretrained on CIFAR-10 with pretrain 'cifar10'; default: the setting); records and returns (run, model
+        of the last seed). run['final'] holds the means over the seeds, run['final_std'] their standard
+        deviations, run['per_seed'] the single runs."""
         backend = backend or self.backend
+        pretrain = pretrain or self.settings.get("pretrain", "none")
         data = data or self.data
         config = config or self.config
         if data.task == "classification":
             options = {"num_classes": len(data.classes), "image_size": data.image_size, **options}
         per_seed = []
         for seed in seeds or self.seeds:
-            record, model = self._train_seed(run_name, model_name, backend, data, config, seed, options)
+            record, model = self._train_seed(run_name, model_name, backend, data, config, seed, options, pretrain)
             per_seed.append(record)
         run = aggregate(run_name, per_seed)
         run.update(model=model_name, backend=backend, options=options, batch_size=config.batch_size, lr=config.lr,
@@ -198,24 +219,49 @@ class Context:
         self.runs.append(run)
         return run, model
 
-    def _train_seed(self, run_name, model_name, backend, data, config, seed, options):
-        torch.manual_seed(seed)
+    def _build(self, model_name, backend, options, data):
         model = build_model(model_name, backend=backend, **options)
-        standardize = self.settings.get("standardize", "none") if data.task == "classification" else "none"
-        if standardize != "none":
-            model = standardized(model, per_channel=standardize == "channel")
+        if data.task == "classification" and self.settings.get("standardize", "none") != "none":
+            model = standardized(model, per_channel=self.settings["standardize"] == "channel")
+        return model
+
+    def pretrained(self, model_name, backend, options):
+        """(state dict, summary) of `model_name` with `options` pretrained on CIFAR-10 (experiments.pretrain);
+        trained, or taken from the cache, once per Context."""
+        key = json.dumps([model_name, backend, options], sort_keys=True, default=repr)
+        if key not in self._pretrained:
+            if self._pretraining_data is None:
+                self._pretraining_data = load_pretraining_data(self)
+            cifar = self._pretraining_data
+            options = {**options, "num_classes": len(cifar.classes)}
+            torch.manual_seed(self.args.seed)
+            model = self._build(model_name, backend, options, cifar)
+            summary = pretrain(self, model, model_name, backend, options, cifar)
+            self._pretrained[key] = (model.state_dict(), summary)
+        return self._pretrained[key]
+
+    def _train_seed(self, run_name, model_name, backend, data, config, seed, options, pretrain="none"):
+        pretraining = self.pretrained(model_name, backend, options) if pretrain != "none" else None
+        torch.manual_seed(seed)
+        model = self._build(model_name, backend, options, data)
+        if pretraining:
+            fresh = load_matching(model, pretraining[0])
+            log(f"  {run_name} seed {seed} starts from the CIFAR-10 weights; new: {', '.join(fresh)}")
         weighted = self.training_loss(data)
         config = replace(config, seed=seed, augment=self.augmentation(seed), mix=self.mixing(seed),
                          loss=config.loss if weighted is None else weighted)
         signature = {"model": model_name, "backend": backend, "options": options, "data": data.summary(),
-                     "standardize": standardize}
+                     "standardize": self.settings.get("standardize", "none") if data.task == "classification"
+                     else "none", **({"pretrained": pretraining[1]["folder"]} if pretraining else {})}
         record = fit(model, data, config, self.out / run_name / f"seed{seed}", f"{run_name} seed {seed}", signature)
-        record["seed"] = seed
+        record.update(seed=seed, pretraining=pretraining[1] if pretraining else None)
         if data.task == "classification" and is_main():
             variants = test_time_variants(model, data.test, len(data.classes), config.batch_size, config.device,
                                           tent=self.settings["tent"])
             chosen = variants[self.test_variant()]
-            record["test_time"] = variants
+            record["test_time"] = {name: {key: value for key, value in metrics.items() if key != "predictions"}
+                                   for name, metrics in variants.items()}
+            record["predictions"] = chosen["predictions"]
             record["final"] = {**record["final"], "test_accuracy": chosen["accuracy"],
                                **{f"test_accuracy_{name}": v["accuracy"] for name, v in variants.items()}}
             record.update(confusion=chosen["confusion"], per_class_accuracy=chosen["recall"],
@@ -241,7 +287,7 @@ def aggregate(name, per_seed):
     run = {"name": name, "parameters": first["parameters"], "seeds": [r["seed"] for r in per_seed],
            "per_seed": per_seed, "final": final, "final_std": final_std,
            "history": _mean_history([r["history"] for r in per_seed]),
-           "wall_time_s": sum(r["wall_time_s"] for r in per_seed),
+           "wall_time_s": sum(r["wall_time_s"] for r in per_seed), "pretraining": first.get("pretraining"),
            "resumed_from": [r["resumed_from"] for r in per_seed]}
     for key in ("per_class_accuracy", "precision", "f1"):
         if key in first:

@@ -2,7 +2,7 @@
 import shlex
 import sys
 
-from cnnext.report import Report, plot_bars, plot_curves, write_json
+from cnnext.report import Report, plot_bars, plot_curves, plot_labelled_images, write_json
 from cnnext.testtime import TENT_VARIANTS, VARIANTS
 from cnnext.train import environment, is_main, log
 
@@ -81,6 +81,13 @@ def test_time_table(ctx):
     return headers, [[r["name"]] + [mean_std(r, f"test_accuracy_{v}") for v in variants] for r in ctx.runs]
 
 
+def pretraining_table(runs):
+    rows = [[run["name"], f"{p['train_samples']:,} images, {p['epochs']} epochs, batch {p['batch_size']}, lr {p['lr']}",
+             percent(p["test_accuracy"]), f"{p['wall_time_s']:.0f} s", "yes" if p["reused"] else "no"]
+            for run in runs for p in [run["pretraining"]]]
+    return ["run", "CIFAR-10 training", "CIFAR-10 test accuracy", "pretraining time", "taken from the cache"], rows
+
+
 def standard_figures(ctx):
     """Curves of every run, and bars of test accuracy and time per epoch for the classification ones."""
     runs = [run for run in ctx.runs if run["history"]]
@@ -101,6 +108,27 @@ def standard_figures(ctx):
         ctx.add_figure(plot_bars(names, [mean_epoch_time(run) for run in runs], ctx.path("time.png"),
                                  "seconds", "Training time per epoch", "{:.2f}"),
                        "Training time per epoch (forward + backward + update)")
+        errors_figure(ctx)
+
+
+def errors_figure(ctx, limit=32):
+    """The test images the best run's last model gets wrong (as the network sees them), titled true -> predicted."""
+    test = ctx.data.test
+    runs = [run for run in ctx.runs if len(run["per_seed"][-1].get("predictions", ())) == len(test)]
+    if not runs:
+        return
+    best = max(runs, key=lambda run: run["final"]["test_accuracy"])
+    predictions = best["per_seed"][-1]["predictions"]
+    wrong = [i for i, predicted in enumerate(predictions) if predicted != int(test.labels[i])]
+    classes = ctx.data.classes
+    shown = wrong[:limit]
+    caption = (f"The {len(wrong)} test images that {best['name']} (seed {best['seeds'][-1]}, "
+               f"{ctx.test_variant()}) gets wrong, true class -> predicted" + (f"; the first {limit}" if
+                                                                                 len(wrong) > limit else ""))
+    ctx.add_figure(plot_labelled_images([test.images[i].float() / 255 for i in shown],
+                                        [f"{classes[int(test.labels[i])]} -> {classes[predictions[i]]}"
+                                         for i in shown], ctx.path("errors.png"),
+                                        f"{best['name']}: test errors at {ctx.data.image_size} px"), caption)
 
 
 def write_outputs(ctx, notes=(), extra=None):
@@ -163,6 +191,11 @@ def write_outputs(ctx, notes=(), extra=None):
                          "re-estimating BatchNorm statistics on the test images, and TENT's training of their "
                          "scales and shifts, are transductive, unsupervised domain adaptation):")
         report.table(*test_time_table(ctx))
+    pretrained = [run for run in ctx.runs if run.get("pretraining")]
+    if pretrained:
+        report.paragraph("Pretraining on CIFAR-10 (experiments/pretrain.py; the fine-tuning time is in the tables "
+                         "above, this is spent once per model and cached):")
+        report.table(*pretraining_table(pretrained))
     for note in notes:
         if isinstance(note, tuple):
             report.table(*note)

@@ -17,9 +17,10 @@ from cnnext import data as datasets  # noqa: E402
 from cnnext.data.augment import MIXES  # noqa: E402
 from cnnext.data.vehicles import SPLITS  # noqa: E402
 from cnnext.report import Report, write_json  # noqa: E402
-from cnnext.train import PRECISIONS, ResumeError, init_distributed, is_main  # noqa: E402
+from cnnext.train import PRECISIONS, ResumeError, init_distributed, is_main, log  # noqa: E402
 from experiments import cifar, classification, dehaze, lecture, speedrun  # noqa: E402
 from experiments.context import Context  # noqa: E402
+from experiments.pretrain import PRETRAIN_SETS  # noqa: E402
 
 EXPERIMENTS = {**classification.EXPERIMENTS, **dehaze.EXPERIMENTS, **cifar.EXPERIMENTS,
                **speedrun.EXPERIMENTS}
@@ -36,8 +37,8 @@ def common_options():
     group.add_argument("--data", metavar="DIR", help="data directory with vehicles/, dehaze/, cifar10/ (default: "
                        "$CNNEXT_DATA; with neither, real data bundled with scikit-learn: handwritten digits, "
                        "hazed sample photos; labelled as such)")
-    group.add_argument("--cache", metavar="DIR", help="where decoded CIFAR-10 JPEGs are kept, one .npy per split "
-                       "(default: $CNNEXT_CACHE, else ~/.cache/cnnext)")
+    group.add_argument("--cache", metavar="DIR", help="where decoded CIFAR-10 JPEGs (one .npy per split) and "
+                       "weights pretrained on CIFAR-10 are kept (default: $CNNEXT_CACHE, else ~/.cache/cnnext)")
     group.add_argument("--epochs", type=int)
     group.add_argument("--batch-size", type=int, help="per process")
     group.add_argument("--lr", type=float, help="peak learning rate (cosine schedule)")
@@ -75,6 +76,11 @@ def common_options():
     group.add_argument("--precision", choices=PRECISIONS, help="training steps in float32, or in bfloat16 mixed "
                        "precision (torch.autocast: convolutions in bfloat16, weights and optimiser in float32; "
                        "evaluation stays float32)")
+    group.add_argument("--pretrain", choices=PRETRAIN_SETS, help="classification: first train each model on "
+                       "CIFAR-10's training set (DATA/cifar10, same input pipeline), then fine-tune all of it here "
+                       "with a fresh classifier; the pretrained weights are cached (--cache) and shared by the seeds "
+                       "(default: none, except in `transfer`)")
+    group.add_argument("--pretrain-epochs", type=int, metavar="N", help="epochs of that pretraining (default 10)")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--threads", type=int, help="torch.set_num_threads")
     group.add_argument("--out", metavar="DIR", help="output folder (default runs/NAME/)")
@@ -101,10 +107,18 @@ def build_parser():
     return parser
 
 
+def has_cifar10(data_dir):
+    root = datasets.resolve_data_dir(data_dir)
+    return root is not None and (root / "cifar10").is_dir()
+
+
 def run_all(args):
     base = Path(args.out or "runs")
     rows = []
     for name, experiment in LAB_EXPERIMENTS.items():
+        if experiment.defaults.get("pretrain", "none") != "none" and not has_cifar10(args.data):
+            log(f"== {name}: skipped, it pretrains on CIFAR-10 and the data directory has no cifar10/ folder")
+            continue
         args_for = argparse.Namespace(**{**vars(args), "out": str(base / name),
                                          "dataset": None if experiment.task == "dehaze" else args.dataset})
         started = time.perf_counter()

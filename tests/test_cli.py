@@ -48,8 +48,9 @@ def test_help_lists_every_experiment():
         assert name in result.stdout
 
 
-# speedrun has its own loop and report (tests/test_cifar_speedrun.py checks its --quick run)
-@pytest.mark.parametrize("name", [name for name in run.EXPERIMENTS if name != "speedrun"])
+# speedrun has its own loop and report (tests/test_cifar_speedrun.py checks its --quick run); transfer needs
+# CIFAR-10 beside the vehicles (tests/test_transfer.py)
+@pytest.mark.parametrize("name", [name for name in run.EXPERIMENTS if name not in ("speedrun", "transfer")])
 def test_quick_run_writes_metrics_report_and_figures(name, tmp_path, bundled):
     metrics = quick(name, tmp_path)
     assert metrics["experiment"] == name and metrics["bundled_data"] and metrics["quick"]
@@ -76,6 +77,9 @@ def test_quick_run_writes_metrics_report_and_figures(name, tmp_path, bundled):
         for record in metrics["runs"]:
             assert len(record["per_class_accuracy"]) == len(metrics["data"]["classes"])
             assert {"test_accuracy_plain", "test_accuracy_bn-adapt+tta"} <= set(record["final"])
+            assert len(record["per_seed"][0]["predictions"]) == metrics["data"]["test_samples"]
+        if min(record["final"]["test_accuracy"] for record in metrics["runs"]) < 1:
+            assert "errors.png" in figures and "gets wrong, true class -> predicted" in report
     if name == "resnet":
         assert "depth_train_loss.png" in figures and "plain56" in report
     if name == "dilation":

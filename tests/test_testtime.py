@@ -116,6 +116,7 @@ def test_metrics_and_majority_baseline():
     metrics = classification_metrics(labels, np.eye(3)[[0, 1, 1, 2]], 3)
     assert metrics["accuracy"] == 0.75 and metrics["confusion"] == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
     assert metrics["recall"] == [0.5, 1.0, 1.0] and metrics["precision"] == [1.0, 0.5, 1.0]
+    assert metrics["predictions"] == [0, 1, 1, 2]
     baseline = majority_baseline([2, 2, 1], labels, 3)
     assert baseline["accuracy"] == 0.25 and baseline["recall"] == [0.0, 0.0, 1.0]
 
