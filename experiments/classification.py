@@ -170,7 +170,8 @@ def run_resnet_dilated(ctx):
                         f"weights (width x{ctx.settings['width']:g})."])
 
 
-TRANSFER_MODELS = (("cnn3", "cnn", {"num_blocks": 3}), ("hdc-1-2-5", "hdc", {"rates": (1, 2, 5)}))
+TRANSFER_MODELS = (("cnn1", "cnn", {"num_blocks": 1}), ("cnn3", "cnn", {"num_blocks": 3}),
+                   ("hdc-1-2-5", "hdc", {"rates": (1, 2, 5)}))
 
 
 def run_transfer(ctx):
@@ -211,8 +212,8 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment("resnet-dilated", "ResNet-18 with dilated convolutions", "ResNet-18 against its dilated variant.",
                run_resnet_dilated, defaults={"width": 0.25, "image_size": 64, "epochs": 30}),
     Experiment("transfer", "Transfer learning from CIFAR-10 across the lab split's camera shift",
-               "The plain CNN and the HDC net trained on the lab's images alone, and pretrained on CIFAR-10 first, "
-               "then fine-tuned. Needs cifar10/ beside vehicles/ in the data directory.", run_transfer,
+               "The plain CNN with 1 and 3 blocks and the HDC net trained on the lab's images alone, and pretrained "
+               "on CIFAR-10 first, then fine-tuned. Needs cifar10/ beside vehicles/ in the data directory.", run_transfer,
                defaults={"split": "lab", "epochs": 30, "precision": "bfloat16", "pretrain": "cifar10"},
                quick_image_size=32),
 ]}

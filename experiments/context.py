@@ -16,7 +16,7 @@ from cnnext.data.cache import resolve_cache_dir
 from cnnext.models import build_model, standardized
 from cnnext.testtime import majority_baseline, test_time_variants
 from cnnext.train import TrainConfig, fit, is_main, log
-from experiments.pretrain import load_matching, load_pretraining_data, pretrain
+from experiments.pretrain import RECIPE as PRETRAIN_RECIPE, load_matching, load_pretraining_data, pretrain
 
 QUICK = {"epochs": 2, "batch_size": 8, "max_batches": 2, "limit_per_class": 12, "seeds": 1, "pretrain_epochs": 1}
 
@@ -178,7 +178,8 @@ class Context:
         cifar, epochs = self._pretraining_data, self.settings["pretrain_epochs"]
         images = f"{len(cifar.train):,} images" if cifar else "its images"
         return (f"CIFAR-10's training set ({images} at {self.settings['image_size']} px, this input pipeline and "
-                f"augmentation), {epochs} epoch{'s' * (epochs != 1)}, batch 128, SGD lr 0.1 (cosine); then every "
+                f"augmentation), {epochs} epoch{'s' * (epochs != 1)}, batch {PRETRAIN_RECIPE['batch_size']}, SGD lr "
+                f"{PRETRAIN_RECIPE['lr']} (cosine); then every "
                 f"layer fine-tuned here with a fresh classifier; one pretraining shared by the seeds")
 
     def _adaptation_in_words(self):

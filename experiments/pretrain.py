@@ -41,7 +41,7 @@ def pretrain(ctx, model, model_name, backend, options, data):
                                                     if k not in ("resume", "progress", "device")}}
     digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=repr).encode()).hexdigest()[:12]
     folder = resolve_cache_dir(getattr(ctx.args, "cache", None)) / "pretrained" / f"{model_name}-{digest}"
-    log(f"  pretraining {model_name} on CIFAR-10 ({len(data.train)} images, {config.epochs} epoch(s); kept in "
+    log(f"  pretraining {model_name} on CIFAR-10 ({len(data.train):,} images, {config.epochs} epoch(s); kept in "
         f"{folder})")
     record = fit(model, data, config, folder, f"{model_name} on CIFAR-10", signature)
     return {"dataset": "cifar10", "train_samples": len(data.train), "epochs": config.epochs,

@@ -52,10 +52,11 @@ def test_load_matching_copies_all_but_the_classifier():
 def test_transfer_pretrains_once_caches_and_reports(data_with_cifar, tmp_path, capsys):
     metrics = quick_transfer(tmp_path / "first", data_with_cifar, tmp_path / "cache")
     names = [r["name"] for r in metrics["runs"]]
-    assert names == ["cnn3-scratch", "cnn3-cifar10", "hdc-1-2-5-scratch", "hdc-1-2-5-cifar10"]
+    assert names == ["cnn1-scratch", "cnn1-cifar10", "cnn3-scratch", "cnn3-cifar10", "hdc-1-2-5-scratch",
+                     "hdc-1-2-5-cifar10"]
     pretraining = {r["name"]: r["pretraining"] for r in metrics["runs"]}
-    assert pretraining["cnn3-scratch"] is None and pretraining["hdc-1-2-5-scratch"] is None
-    for name in ("cnn3-cifar10", "hdc-1-2-5-cifar10"):
+    assert all(pretraining[name] is None for name in names if name.endswith("scratch"))
+    for name in ("cnn1-cifar10", "cnn3-cifar10", "hdc-1-2-5-cifar10"):
         assert pretraining[name]["train_samples"] == 24 and not pretraining[name]["reused"]
         assert 0 <= pretraining[name]["test_accuracy"] <= 1
     out = capsys.readouterr().out
@@ -65,7 +66,7 @@ def test_transfer_pretrains_once_caches_and_reports(data_with_cifar, tmp_path, c
     assert "Pretraining on CIFAR-10" in report and "reported: pretrained" in report
     assert metrics["methods"]["pretraining"].startswith("CIFAR-10's training set")
     cached = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "cache" / "pretrained").iterdir())
-    assert cached == ["cnn", "hdc"]
+    assert cached == ["cnn", "cnn", "hdc"]
 
     again = quick_transfer(tmp_path / "second", data_with_cifar, tmp_path / "cache")
     reused = {r["name"]: r["pretraining"] for r in again["runs"] if r["pretraining"]}
