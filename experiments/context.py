@@ -71,6 +71,9 @@ def resolve_settings(experiment, args):
     if settings.get("pretrain", "none") != "none" and settings["dataset"] == "cifar10":
         raise SystemExit(f"run.py {experiment.name}: --pretrain cifar10 is for the vehicles (pretraining on the "
                          f"data set itself is no transfer); use --pretrain none with --dataset cifar10")
+    if settings.get("pretrain_epochs", 1) < 1:
+        raise SystemExit(f"run.py {experiment.name}: --pretrain-epochs must be at least 1, got "
+                         f"{settings['pretrain_epochs']}")
     if settings["seeds"] < 1:
         raise SystemExit(f"run.py {experiment.name}: --seeds must be at least 1, got {settings['seeds']}")
     return settings

@@ -82,6 +82,11 @@ def test_pretraining_without_cifar10_is_a_clear_error(data_with_cifar, tmp_path)
         quick_transfer(tmp_path / "out", data_with_cifar, tmp_path / "cache")
 
 
+def test_pretrain_epochs_must_be_positive(tmp_path):
+    with pytest.raises(SystemExit, match="--pretrain-epochs must be at least 1, got 0"):
+        run.main(["mlp", "--quick", "--pretrain", "cifar10", "--pretrain-epochs", "0", "--out", str(tmp_path)])
+
+
 def test_pretraining_on_cifar10_itself_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="--pretrain cifar10 is for the vehicles"):
         run.main(["mlp", "--quick", "--dataset", "cifar10", "--pretrain", "cifar10", "--out", str(tmp_path)])
