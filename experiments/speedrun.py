@@ -251,7 +251,7 @@ def _format_time(seconds):
 
 EXPERIMENTS = {e.name: e for e in [
     Experiment("speedrun", "CIFAR-10 speedrun on two CPU cores",
-               "airbench's 8-layer network (widths 64/256/256, patch-whitening first layer, Dirac init, BatchNorm "
+               "airbench's 8-layer network (widths 64/256/256 times --width, patch-whitening first layer, Dirac init, BatchNorm "
                "with frozen scale) trained with its recipe: Nesterov SGD with a triangular schedule, label "
                "smoothing, lookahead, alternating flips and 2-pixel translations on whole batches, flip and "
                "translate test-time augmentation. Accuracy is plotted against wall-clock training time. A timed run "
