@@ -223,10 +223,14 @@ class Context:
         self.runs.append(run)
         return run, model
 
+    def _standardize(self, data):
+        """The input standardisation of models trained on `data`: the setting for classification, else 'none'."""
+        return self.settings.get("standardize", "none") if data.task == "classification" else "none"
+
     def _build(self, model_name, backend, options, data):
         model = build_model(model_name, backend=backend, **options)
-        if data.task == "classification" and self.settings.get("standardize", "none") != "none":
-            model = standardized(model, per_channel=self.settings["standardize"] == "channel")
+        if self._standardize(data) != "none":
+            model = standardized(model, per_channel=self._standardize(data) == "channel")
         return model
 
     def pretrained(self, model_name, backend, options):
@@ -255,8 +259,8 @@ class Context:
         config = replace(config, seed=seed, augment=self.augmentation(seed), mix=self.mixing(seed),
                          loss=config.loss if weighted is None else weighted)
         signature = {"model": model_name, "backend": backend, "options": options, "data": data.summary(),
-                     "standardize": self.settings.get("standardize", "none") if data.task == "classification"
-                     else "none", **({"pretrained": pretraining[1]["folder"]} if pretraining else {})}
+                     "standardize": self._standardize(data),
+                     **({"pretrained": pretraining[1]["folder"]} if pretraining else {})}
         record = fit(model, data, config, self.out / run_name / f"seed{seed}", f"{run_name} seed {seed}", signature)
         record.update(seed=seed, pretraining=pretraining[1] if pretraining else None)
         if data.task == "classification" and is_main():

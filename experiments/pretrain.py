@@ -18,10 +18,16 @@ PRETRAIN_SETS = ("none", "cifar10")
 RECIPE = {"batch_size": 128, "lr": 0.1}   # CIFAR-10 is 46x the vehicles: larger batches, the usual SGD peak
 
 
+def has_cifar10(data_dir):
+    """Whether the data directory (`data_dir`, else $CNNEXT_DATA) holds a cifar10/ folder to pretrain on."""
+    root = datasets.resolve_data_dir(data_dir)
+    return root is not None and (root / "cifar10").is_dir()
+
+
 def load_pretraining_data(ctx):
     """CIFAR-10 from the data directory, at the experiment's image size (a clear error when it is not there)."""
     root = datasets.resolve_data_dir(ctx.args.data)
-    if root is None or not (root / "cifar10").is_dir():
+    if not has_cifar10(root):
         where = f"{root} has no cifar10/ folder" if root else "no data directory was given (--data, CNNEXT_DATA)"
         raise SystemExit(f"run.py {ctx.experiment.name}: pretraining on CIFAR-10 needs DATA/cifar10/<train|test>/"
                          f"<class>/*.jpg, but {where}")

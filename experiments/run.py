@@ -21,7 +21,7 @@ from cnnext.report import Report, write_json  # noqa: E402
 from cnnext.train import PRECISIONS, ResumeError, init_distributed, is_main, log  # noqa: E402
 from experiments import cifar, classification, dehaze, lecture, speedrun  # noqa: E402
 from experiments.context import Context  # noqa: E402
-from experiments.pretrain import PRETRAIN_SETS  # noqa: E402
+from experiments.pretrain import PRETRAIN_SETS, has_cifar10  # noqa: E402
 
 EXPERIMENTS = {**classification.EXPERIMENTS, **dehaze.EXPERIMENTS, **cifar.EXPERIMENTS,
                **speedrun.EXPERIMENTS}
@@ -106,11 +106,6 @@ def build_parser():
     for entry in STANDALONE.values():
         entry.add_parser(commands)
     return parser
-
-
-def has_cifar10(data_dir):
-    root = datasets.resolve_data_dir(data_dir)
-    return root is not None and (root / "cifar10").is_dir()
 
 
 def run_all(args):
