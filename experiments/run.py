@@ -80,7 +80,8 @@ def common_options():
     group.add_argument("--pretrain", choices=PRETRAIN_SETS, help="classification: first train each model on "
                        "CIFAR-10's training set (DATA/cifar10, same input pipeline), then fine-tune all of it here "
                        "with a fresh classifier; the pretrained weights are cached (--cache) and shared by the seeds "
-                       "(default: none, except in `transfer`)")
+                       "(default: cifar10 on the vehicles' lab split when DATA has cifar10/, none otherwise and in "
+                       "`resnet-dilated`)")
     group.add_argument("--pretrain-epochs", type=int, metavar="N", help="epochs of that pretraining (default 10)")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--threads", type=int, help="torch.set_num_threads")

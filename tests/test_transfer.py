@@ -95,3 +95,27 @@ def test_pretraining_on_cifar10_itself_is_refused(tmp_path):
 def test_all_skips_transfer_without_cifar10(monkeypatch):
     monkeypatch.delenv("CNNEXT_DATA", raising=False)
     assert not run.has_cifar10(None)
+
+
+def quick_mlp(out, data, cache, *extra):
+    run.main(["mlp", "--quick", "--threads", "1", "--out", str(out), "--data", str(data), "--cache", str(cache),
+              *extra])
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_the_lab_split_pretrains_by_default_when_cifar10_is_there(data_with_cifar, tmp_path):
+    metrics = quick_mlp(tmp_path / "lab", data_with_cifar, tmp_path / "cache")
+    assert all(r["pretraining"]["dataset"] == "cifar10" for r in metrics["runs"])
+    assert metrics["methods"]["pretraining"].startswith("CIFAR-10's training set")
+    for extra in (["--split", "random"], ["--pretrain", "none"]):
+        metrics = quick_mlp(tmp_path / extra[1], data_with_cifar, tmp_path / "cache", *extra)
+        assert all(r["pretraining"] is None for r in metrics["runs"]), extra
+        assert metrics["methods"]["pretraining"] == "none (random initial weights)"
+
+
+def test_the_lab_split_without_cifar10_trains_from_scratch_and_says_so(data_with_cifar, tmp_path, capsys):
+    shutil.rmtree(data_with_cifar / "cifar10")
+    metrics = quick_mlp(tmp_path / "out", data_with_cifar, tmp_path / "cache")
+    assert all(r["pretraining"] is None for r in metrics["runs"])
+    assert "no cifar10/" in metrics["methods"]["pretraining"]
+    assert "no cifar10/ in the data directory: the models start from random weights" in capsys.readouterr().out
