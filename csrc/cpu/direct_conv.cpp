@@ -464,14 +464,16 @@ AxisCut axis_cut(int64_t count, const std::vector<int64_t>& candidates, const Va
 }
 
 // Images per step: enough for kRowsPerStep pixels and, when the axes are cut, for the smallest region to fill a
-// task of kBlockRows rows.
-int64_t images_per_step(int64_t pixels, const std::vector<std::pair<AxisCut, AxisCut>>& cuts) {
+// task of kBlockRows rows, as far as the step's input (`image_bytes` per image) stays about the size of L2.
+int64_t images_per_step(int64_t pixels, int64_t image_bytes, const std::vector<std::pair<AxisCut, AxisCut>>& cuts) {
+  constexpr int64_t kStepBytes = 1 << 20;
   int64_t smallest = pixels;
   for (const auto& [h, w] : cuts) {
     for (const auto& sh : h.segments)
       for (const auto& sw : w.segments) smallest = std::min(smallest, (sh.end - sh.begin) * (sw.end - sw.begin));
   }
-  return std::max(ceil_div(kRowsPerStep, pixels), smallest < pixels ? ceil_div(kBlockRows, smallest) : 1);
+  const int64_t filled = smallest < pixels ? ceil_div(kBlockRows, smallest) : 1;
+  return std::max(ceil_div(kRowsPerStep, pixels), std::min(filled, std::max<int64_t>(1, kStepBytes / image_bytes)));
 }
 
 // Fills `problem`'s taps and rows for every region of (h, w) and runs it. tap(r, q) gives the {a, b} offsets of
@@ -596,9 +598,10 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
   const auto cut_h = axis_cut(s.ho, indices(s.r), [&](int64_t o, int64_t r) {
     return inside(o * p.stride_h - p.pad_h + r * p.dil_h, s.h);
   });
-  const auto cut_w = merge_row_taps ? whole_axis(s.wo, {0}, p.pad_w > 0) : axis_cut(s.wo, indices(s.s), [&](int64_t o, int64_t q) {
-    return inside(o * p.stride_w - p.pad_w + q * p.dil_w, s.w);
-  });
+  const auto cut_w = merge_row_taps ? whole_axis(s.wo, {0}, p.pad_w > 0)
+                                     : axis_cut(s.wo, indices(s.s), [&](int64_t o, int64_t q) {
+                                         return inside(o * p.stride_w - p.pad_w + q * p.dil_w, s.w);
+                                       });
   const int64_t top = cut_h.reads_padding ? p.pad_h : 0, left = cut_w.reads_padding ? p.pad_w : 0;
   const int64_t hp = s.h + 2 * top, wp = s.w + 2 * left;
   const auto tap = [&](int64_t r, int64_t q) {
@@ -610,7 +613,8 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
   };
   const auto output = [&](int64_t n, int64_t oh, int64_t ow) { return ((n * s.ho + oh) * s.wo + ow) * s.k; };
 
-  over_image_steps(s.n, images_per_step(s.ho * s.wo, {{cut_h, cut_w}}), [&](int64_t first, int64_t count, bool parallel) {
+  const int64_t step = images_per_step(s.ho * s.wo, s.h * s.w * s.c * int64_t(sizeof(T)), {{cut_h, cut_w}});
+  over_image_steps(s.n, step, [&](int64_t first, int64_t count, bool parallel) {
     const auto x_pad = padded_nhwc<T>(images(input, first, count), top, top, left, left, parallel, channels);
     auto out_step = images(out, first, count);
     const auto out_nhwc = nhwc_memory_for<T>(out_step);
@@ -674,7 +678,8 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
                                    : std::pair<int64_t, int64_t>{0, 0};
   const int64_t hgp = s.ho + top + bottom, wgp = s.wo + left + right;
 
-  over_image_steps(s.n, images_per_step(s.h * s.w, cuts), [&](int64_t first, int64_t count, bool parallel) {
+  const int64_t step = images_per_step(s.h * s.w, s.ho * s.wo * s.k * int64_t(sizeof(T)), cuts);
+  over_image_steps(s.n, step, [&](int64_t first, int64_t count, bool parallel) {
     const auto go_pad =
         padded_nhwc<T>(images(grad_output, first, count), top, bottom, left, right, parallel, channels);
     auto dx_step = images(dx, first, count);
@@ -695,10 +700,13 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
     for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
       for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw, ++phase) {
         const auto tap = [&](int64_t r, int64_t q) {
-          const int64_t rows = (ph + p.pad_h - r * p.dil_h) / p.stride_h, cols = (pw + p.pad_w - q * p.dil_w) / p.stride_w;
+          const int64_t rows = (ph + p.pad_h - r * p.dil_h) / p.stride_h;
+          const int64_t cols = (pw + p.pad_w - q * p.dil_w) / p.stride_w;
           return std::pair<int64_t, int64_t>{(rows * wgp + cols) * s.k, (r * s.s + q) * reduction * kBlockLanes};
         };
-        const auto corner = [&](int64_t n, int64_t j, int64_t i) { return ((n * hgp + j + top) * wgp + i + left) * s.k; };
+        const auto corner = [&](int64_t n, int64_t j, int64_t i) {
+          return ((n * hgp + j + top) * wgp + i + left) * s.k;
+        };
         const auto output = [&](int64_t n, int64_t j, int64_t i) {
           return ((n * s.h + ph + j * p.stride_h) * s.w + pw + i * p.stride_w) * s.c;
         };
