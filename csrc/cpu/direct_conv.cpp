@@ -760,74 +760,149 @@ PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, 
   }
 }
 
+// One chunk of pixel sums: the windows at pix_off[0, pixels) in x, and the grad_output rows g, ldg apart.
+template <typename E>
+struct PixelChunk {
+  const E* x;
+  const int64_t* pix_off;
+  int64_t pixels;
+  const E* g;
+  int64_t ldg;
+};
+
+// dw rows [row_begin, row_end) of every group (+)= the pixel sums of `chunk`; row i of dw reads x at row_off[i].
+// Tiles go vector-block major, so that consecutive tiles read the same grad_output columns.
+template <typename E>
+void sum_pixels(const PixelChunk<E>& chunk, const std::vector<int64_t>& row_off, int64_t row_begin,
+                int64_t row_end, const Grouping& gr, float* dw, bool accumulate) {
+  const int64_t rows = static_cast<int64_t>(row_off.size()), nvec_total = ceil_div(gr.kg, kLanes);
+  kernels::PixelSumTileOf<E> t{};
+  t.pix_off = chunk.pix_off;
+  t.pixels = chunk.pixels;
+  t.ldg = chunk.ldg;
+  t.ldw = gr.kg;
+  t.depthwise = gr.depthwise;
+  t.accumulate = accumulate;
+  for (int64_t g = 0; g < gr.groups; ++g) {
+    for (int64_t v0 = 0; v0 < nvec_total; v0 += kMaxVectors) {
+      t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
+      t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(gr.kg) : uint16_t(0xFFFF);
+      const int tile_rows = kernels::rows_per_tile(t.nvec);
+      for (int64_t row = row_begin; row < row_end; row += tile_rows) {
+        t.rows = static_cast<int>(std::min<int64_t>(tile_rows, row_end - row));
+        for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row_off[row + std::min(i, t.rows - 1)];
+        t.x = chunk.x + (gr.depthwise ? v0 * kLanes : g * gr.cg);
+        t.g = chunk.g + g * gr.kg + v0 * kLanes;
+        t.dw = dw + (g * rows + row) * gr.kg + v0 * kLanes;
+        kernels::pixel_sum_tile_avx512(t);
+      }
+    }
+  }
+}
+
+// The pixel sums of one step of images, region by region (see Segment): each region's grad_output rows are
+// gathered into `g_rows` and summed only into the dw rows of its valid taps, in runs of consecutive taps (a tile
+// writes consecutive dw rows). dw must start at zero: a region adds into the rows of its taps only.
+void sum_pixels_by_regions(const PixelStep<float>& step, int64_t images, const Conv2dShape& s,
+                           const AxisCut& h, const AxisCut& w, const std::vector<int64_t>& row_off,
+                           const Grouping& gr, float* g_rows, float* dw) {
+  constexpr int64_t kChunkPixels = 256;
+  std::vector<int64_t> pix_off;
+  for (const auto& sh : h.segments) {
+    for (const auto& sw : w.segments) {
+      pix_off.clear();
+      for (int64_t n = 0; n < images; ++n) {
+        for (int64_t oh = sh.begin; oh < sh.end; ++oh) {
+          for (int64_t ow = sw.begin; ow < sw.end; ++ow) {
+            const int64_t pixel = (n * s.ho + oh) * s.wo + ow;
+            std::copy(step.g.data + pixel * s.k, step.g.data + (pixel + 1) * s.k,
+                      g_rows + static_cast<int64_t>(pix_off.size()) * s.k);
+            pix_off.push_back(step.pix_off[pixel]);
+          }
+        }
+      }
+      std::vector<int64_t> taps;
+      for (const int64_t r : sh.taps)
+        for (const int64_t q : sw.taps) taps.push_back(r * s.s + q);
+      const int64_t pixels = static_cast<int64_t>(pix_off.size());
+      for (int64_t chunk = 0; chunk < pixels; chunk += kChunkPixels) {
+        const PixelChunk<float> part{step.x.data, pix_off.data() + chunk, std::min(kChunkPixels, pixels - chunk),
+                                     g_rows + chunk * s.k, s.k};
+        for (size_t first = 0, last = 0; first < taps.size(); first = last) {
+          for (last = first + 1; last < taps.size() && taps[last] == taps[last - 1] + 1;) ++last;
+          sum_pixels(part, row_off, taps[first] * gr.cg, (taps[last - 1] + 1) * gr.cg, gr, dw, true);
+        }
+      }
+    }
+  }
+}
+
 // E: the kernels' element, float or uint32_t (bfloat16 pairs).
 template <typename E>
 at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_input, const Conv2dShape& full_shape,
                        const Conv2dParams& full_params) {
   const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
   const auto gr = grouping_of(s, p);
-  const int64_t wp = s.w + 2 * p.pad_w, kg = gr.kg, cg = gr.cg;
-  const int64_t taps = s.r * s.s, rows = taps * cg;
+  const int64_t wp = s.w + 2 * p.pad_w, taps = s.r * s.s, rows = taps * gr.cg;
   const auto tap_off = tap_offsets(s, p, wp);
   std::vector<int64_t> row_off(rows);
   for (int64_t t = 0; t < taps; ++t)
-    for (int64_t c = 0; c < cg; ++c) row_off[t * cg + c] = tap_off[t] + c;
-
-  // Tiles of dw, vector-block major so that consecutive tiles read the same grad_output columns.
-  struct Task { int64_t g, v0, row; };
-  std::vector<Task> tasks;
-  const int64_t nvec_total = ceil_div(kg, kLanes);
-  for (int64_t g = 0; g < gr.groups; ++g)
-    for (int64_t v0 = 0; v0 < nvec_total; v0 += kMaxVectors)
-      for (int64_t row = 0; row < rows; row += kernels::rows_per_tile(std::min<int64_t>(kMaxVectors, nvec_total - v0)))
-        tasks.push_back({g, v0, row});
+    for (int64_t c = 0; c < gr.cg; ++c) row_off[t * gr.cg + c] = tap_off[t] + c;
+  // float32 skips the taps that read padding, as forward does; bfloat16 sums pairs of neighbouring pixels,
+  // which a region's edge would split.
+  const auto inside = [](int64_t at, int64_t size) { return at >= 0 && at < size; };
+  AxisCut cut_h = whole_axis(s.ho, indices(s.r), true), cut_w = whole_axis(s.wo, indices(s.s), true);
+  if constexpr (std::is_same_v<E, float>) {
+    cut_h = axis_cut(s.ho, indices(s.r), [&](int64_t o, int64_t r) {
+      return inside(o * p.stride_h - p.pad_h + r * p.dil_h, s.h);
+    });
+    cut_w = axis_cut(s.wo, indices(s.s), [&](int64_t o, int64_t q) {
+      return inside(o * p.stride_w - p.pad_w + q * p.dil_w, s.w);
+    });
+  }
+  const bool by_regions = cut_h.segments.size() > 1 || cut_w.segments.size() > 1;
 
   // The batch is cut into one slice of images per thread; each thread sums its slice into its own partial
   // dw, in steps of images converted to channels-last in its cache and chunks of pixels that every tile
   // reads while they are in L2. The partials are then added in slice order.
   constexpr int64_t kChunkPixels = 256;
   const int64_t slices = at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, s.n);
-  const int64_t dw_size = gr.groups * rows * kg;
+  const int64_t dw_size = gr.groups * rows * gr.kg;
   Scratch<float> partial(slices * dw_size);  // [slices, G, rows, Kg]
-  const int64_t images_per_step = ceil_div(kChunkPixels, s.ho * ceil_div(s.wo, kPixelsPerElement<E>));
+  const int64_t pixels_per_image = s.ho * ceil_div(s.wo, kPixelsPerElement<E>);
+  const int64_t step_images = by_regions
+      ? images_per_step(s.ho * s.wo, s.h * s.w * s.c * int64_t(sizeof(float)), {{cut_h, cut_w}})
+      : ceil_div(kChunkPixels, pixels_per_image);
   at::parallel_for(0, slices, 1, [&](int64_t first_slice, int64_t last_slice) {
+    Scratch<float> g_rows(by_regions ? step_images * s.ho * s.wo * s.k : 0);
     for (int64_t slice = first_slice; slice < last_slice; ++slice) {
       const int64_t image_end = (slice + 1) * s.n / slices;
       float* dw = partial.get() + slice * dw_size;
+      if (by_regions) std::fill(dw, dw + dw_size, 0.0f);
       bool accumulate = false;
-      for (int64_t first = slice * s.n / slices; first < image_end; first += images_per_step) {
-        const int64_t count = std::min(images_per_step, image_end - first);
+      for (int64_t first = slice * s.n / slices; first < image_end; first += step_images) {
+        const int64_t count = std::min(step_images, image_end - first);
         Conv2dShape step = s;
         step.n = count;
-        const auto [x_pad, go, pix_off] =
-            pixel_step<E>(images(input, first, count), images(grad_output, first, count), step, p);
-        const int64_t pixels = static_cast<int64_t>(pix_off.size());
-        kernels::PixelSumTileOf<E> t{};
-        t.ldg = s.k;
-        t.ldw = kg;
-        t.depthwise = gr.depthwise;
-        for (int64_t chunk = 0; chunk < pixels; chunk += kChunkPixels) {
-          t.pix_off = pix_off.data() + chunk;
-          t.pixels = std::min(kChunkPixels, pixels - chunk);
-          t.accumulate = accumulate;
-          for (const auto& [g, v0, row] : tasks) {
-            t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
-            t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(kg) : uint16_t(0xFFFF);
-            const int tile_rows = kernels::rows_per_tile(t.nvec);
-            t.rows = static_cast<int>(std::min<int64_t>(tile_rows, rows - row));
-            for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row_off[row + std::min(i, t.rows - 1)];
-            t.x = x_pad.data + (gr.depthwise ? v0 * kLanes : g * cg);
-            t.g = go.data + chunk * s.k + g * kg + v0 * kLanes;
-            t.dw = dw + (g * rows + row) * kg + v0 * kLanes;
-            kernels::pixel_sum_tile_avx512(t);
+        const auto chunk_step = pixel_step<E>(images(input, first, count), images(grad_output, first, count), step, p);
+        if constexpr (std::is_same_v<E, float>) {
+          if (by_regions) {
+            sum_pixels_by_regions(chunk_step, count, s, cut_h, cut_w, row_off, gr, g_rows.get(), dw);
+            continue;
           }
+        }
+        const int64_t pixels = static_cast<int64_t>(chunk_step.pix_off.size());
+        for (int64_t chunk = 0; chunk < pixels; chunk += kChunkPixels) {
+          const PixelChunk<E> part{chunk_step.x.data, chunk_step.pix_off.data() + chunk,
+                                   std::min(kChunkPixels, pixels - chunk), chunk_step.g.data + chunk * s.k, s.k};
+          sum_pixels(part, row_off, 0, rows, gr, dw, accumulate);
           accumulate = true;
         }
       }
     }
   });
   for (int64_t slice = 1; slice < slices; ++slice) add_into(partial.get(), partial.get() + slice * dw_size, dw_size);
-  return unpacked_grad_weight(partial.get(), gr.groups, cg, kg, s.r, s.s).to(input.scalar_type());
+  return unpacked_grad_weight(partial.get(), gr.groups, gr.cg, gr.kg, s.r, s.s).to(input.scalar_type());
 }
 
 }  // namespace
