@@ -50,18 +50,18 @@ class Case:
 
 
 def lab_cases(quick):
-    """The lab's models at their experiments' settings (experiments/run.py: conv, dilated, resnet, alexnet,
-    dehaze), or tiny ones for --quick."""
+    """The lab's models at their experiments' settings (experiments/run.py: conv and dilated, resnet, alexnet,
+    dehaze's training crops), or tiny ones for --quick."""
     def lab(name, **options):
         return lambda: build_model(name, backend="torch", num_classes=3, **options)
     if quick:
         return [Case("cnn", "lab", 2, 16, lab("cnn", image_size=16)),
                 Case("aodnet", "lab", 2, 16, lab("aodnet"), task="dehaze", optimizer="adam")]
-    return [Case("cnn", "lab", 32, 64, lab("cnn", image_size=64)),
+    return [Case("cnn", "lab", 32, 32, lab("cnn", image_size=32, num_blocks=3)),
             Case("hdc", "lab", 32, 32, lab("hdc", image_size=32)),
-            Case("resnet18", "lab", 64, 32, lab("resnet18")),
-            Case("alexnet", "lab", 32, 64, lab("alexnet", image_size=64, width=0.5)),
-            Case("aodnet", "lab", 16, 128, lab("aodnet"), task="dehaze", optimizer="adam")]
+            Case("resnet18", "lab", 32, 32, lab("resnet18", width=0.25)),
+            Case("alexnet", "lab", 32, 32, lab("alexnet", image_size=32, width=0.5)),
+            Case("aodnet", "lab", 16, 64, lab("aodnet"), task="dehaze", optimizer="adam")]  # 64 px training crops
 
 
 TORCHVISION_MODELS = {"resnet18": 8, "resnet50": 4, "mobilenet_v2": 8, "efficientnet_b0": 8, "convnext_tiny": 4,

@@ -36,6 +36,10 @@ SHAPES = [
     (8, 24, 10, 10, 24, (3, 3), 2, 1, 1, 24),
     (2, 21, 7, 7, 21, (5, 5), 1, 4, 2, 21),        # depthwise, odd channel count
     (2, 512, 4, 4, 512, (3, 3), 1, 1, 1, 1),       # ResNet's layer4: long reduction
+    (6, 64, 4, 4, 64, (3, 3), 1, 1, 1, 1),         # small map: regions of valid taps, steps per thread
+    (4, 16, 16, 16, 24, (3, 3), 1, 0, 5, 1),       # unpadded dilation 5: grad input cut into regions
+    (2, 8, 3, 3, 8, (3, 3), 1, 3, 1, 1),           # border outputs that read only padding: bias alone
+    (6, 3, 10, 10, 16, (7, 7), 2, 3, 1, 1),        # stem with merged row taps, rows cut into regions
 ]
 # Both sides multiply the same bfloat16 values exactly and sum in float32 (the reference in float64), so they
 # differ by float32 summation error plus one rounding of the result to bfloat16 (2^-8 relative); relative to the

@@ -35,6 +35,8 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Output pixels per step of images: enough rows for the weights loaded into cache to be reused.
 constexpr int64_t kRowsPerStep = 96;
+// Rows of one task of run_tap_problem (a multiple of every rows_per_tile): the rows that reuse its weights.
+constexpr int64_t kBlockRows = 48;
 
 // What this CPU (and CNNEXT_CPU_KERNEL) allows: "gemm" forces the im2col + GEMM path, "avx512" keeps the
 // direct kernel to float32 (as on AVX-512 CPUs without BF16 instructions).
@@ -349,7 +351,6 @@ struct TapProblem {
 // measured no faster (its weights take half the room).
 template <typename T>
 void run_tap_problem(const TapProblem<T>& pr, bool parallel) {
-  constexpr int64_t kBlockRows = 48;                // a multiple of every rows_per_tile
   constexpr int64_t kWeightBlockBytes = 160 << 10;  // weights of one reduction block: fits L2
   const int64_t rows = static_cast<int64_t>(pr.a_off.size());
   const int64_t taps = static_cast<int64_t>(pr.a_tap.size());
@@ -409,6 +410,105 @@ std::vector<int64_t> tap_offsets(const Conv2dShape& s, const Conv2dParams& p, in
   for (int64_t r = 0; r < s.r; ++r)
     for (int64_t q = 0; q < s.s; ++q) off.push_back((r * p.dil_h * wp + q * p.dil_w) * s.c);
   return off;
+}
+
+// Taps that read padding add nothing. On small maps (4x4 with padding 1: 31% of the products) and in the grad
+// input of unpadded dilated layers (dilation 5, 16 -> 26 px: 62%) they are much of the work, so the pixels a
+// problem writes are cut into regions whose pixels all read inside the data with the same taps, and each region
+// runs with only those. Along one axis a region is a Segment: consecutive coordinates with the same kernel
+// indices valid.
+struct Segment {
+  int64_t begin, end;
+  std::vector<int64_t> taps;  // kernel indices along this axis
+};
+
+struct AxisCut {
+  std::vector<Segment> segments;
+  bool reads_padding;  // some segment keeps kernel indices that read outside the data: it needs padding
+};
+
+std::vector<int64_t> indices(int64_t count) {
+  std::vector<int64_t> all(count);
+  for (int64_t i = 0; i < count; ++i) all[i] = i;
+  return all;
+}
+
+// The whole axis [0, count) as one segment with every kernel index in `candidates`.
+AxisCut whole_axis(int64_t count, std::vector<int64_t> candidates, bool reads_padding) {
+  return {{{0, count, std::move(candidates)}}, reads_padding};
+}
+
+// [0, count) cut where the kernel indices among `candidates` for which valid(j, index) holds change; the whole
+// axis with every candidate when cutting would skip less than 5% of the products along it (a few large regions
+// keep the tiles full and the weights reused).
+template <typename Valid>
+AxisCut axis_cut(int64_t count, const std::vector<int64_t>& candidates, const Valid& valid) {
+  std::vector<Segment> segments;
+  int64_t useful = 0;
+  for (int64_t j = 0; j < count; ++j) {
+    std::vector<int64_t> taps;
+    for (const int64_t t : candidates) {
+      if (valid(j, t)) taps.push_back(t);
+    }
+    useful += static_cast<int64_t>(taps.size());
+    if (!segments.empty() && segments.back().taps == taps) {
+      segments.back().end = j + 1;
+    } else {
+      segments.push_back({j, j + 1, std::move(taps)});
+    }
+  }
+  const int64_t all = count * static_cast<int64_t>(candidates.size());
+  if (useful == all) return whole_axis(count, candidates, false);
+  if (useful * 20 > all * 19) return whole_axis(count, candidates, true);
+  return {std::move(segments), false};
+}
+
+// Images per step: enough for kRowsPerStep pixels and, when the axes are cut, for the smallest region to fill a
+// task of kBlockRows rows, as far as the step's input (`image_bytes` per image) stays about the size of L2.
+int64_t images_per_step(int64_t pixels, int64_t image_bytes, const std::vector<std::pair<AxisCut, AxisCut>>& cuts) {
+  constexpr int64_t kStepBytes = 1 << 20;
+  int64_t smallest = pixels;
+  for (const auto& [h, w] : cuts) {
+    for (const auto& sh : h.segments)
+      for (const auto& sw : w.segments) smallest = std::min(smallest, (sh.end - sh.begin) * (sw.end - sw.begin));
+  }
+  const int64_t filled = smallest < pixels ? ceil_div(kBlockRows, smallest) : 1;
+  return std::max(ceil_div(kRowsPerStep, pixels), std::min(filled, std::max<int64_t>(1, kStepBytes / image_bytes)));
+}
+
+// Fills `problem`'s taps and rows for every region of (h, w) and runs it. tap(r, q) gives the {a, b} offsets of
+// kernel indices (r, q); corner(n, j, i) the offset in a of pixel (j, i) of image n's window, and out(n, j, i)
+// its offset in c. Each region's taps are taken relative to its first-read one, so that no row pointer points
+// before the data.
+template <typename T, typename Tap, typename Corner, typename Out>
+void run_regions(TapProblem<T> problem, int64_t images, const AxisCut& h, const AxisCut& w, bool parallel,
+                 const Tap& tap, const Corner& corner, const Out& out) {
+  for (const auto& sh : h.segments) {
+    for (const auto& sw : w.segments) {
+      problem.a_tap.clear();
+      problem.b_tap.clear();
+      for (const int64_t r : sh.taps) {
+        for (const int64_t q : sw.taps) {
+          const auto [a, b] = tap(r, q);
+          problem.a_tap.push_back(a);
+          problem.b_tap.push_back(b);
+        }
+      }
+      const int64_t base = problem.a_tap.empty() ? 0 : *std::min_element(problem.a_tap.begin(), problem.a_tap.end());
+      for (auto& a : problem.a_tap) a -= base;
+      problem.a_off.clear();
+      problem.c_off.clear();
+      for (int64_t n = 0; n < images; ++n) {
+        for (int64_t j = sh.begin; j < sh.end; ++j) {
+          for (int64_t i = sw.begin; i < sw.end; ++i) {
+            problem.a_off.push_back(problem.a_tap.empty() ? 0 : corner(n, j, i) + base);
+            problem.c_off.push_back(out(n, j, i));
+          }
+        }
+      }
+      run_tap_problem(problem, parallel);
+    }
+  }
 }
 
 // Zero padding of grad_output that lets every stride phase of grad_input read without bounds checks:
@@ -485,37 +585,42 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
   const auto weight = zero_padded(full_weight, 1, channels - s.c);
   s.c = channels;
   const auto gr = grouping_of(s, p);
-  const int64_t hp = s.h + 2 * p.pad_h, wp = s.w + 2 * p.pad_w, kg = gr.kg, cg = gr.cg;
+  const int64_t kg = gr.kg, cg = gr.cg;
   const auto w = packed_weight_for<T>(weight, gr.groups, /*transposed=*/false, gr.depthwise);
   const auto b = float_bias(bias);
   auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(full_input.suggest_memory_format()));
   // A narrow input (a stem) gives each tap too short a reduction to keep the tile busy. Without dilation along W,
-  // the taps of a kernel row are contiguous in x_pad and in the packed weight: they run as one tap over S * C.
+  // the taps of a kernel row are contiguous in x_pad and in the packed weight: they run as one tap over S * C
+  // (kernel index 0 along W).
   const bool merge_row_taps = gr.groups == 1 && !gr.depthwise && p.dil_w == 1 && s.s > 1 && cg * s.s <= kBlockLanes;
   const int64_t tap_reduction = merge_row_taps ? s.s * cg : cg;
-  std::vector<int64_t> a_tap, b_tap;
-  if (merge_row_taps) {
-    for (int64_t r = 0; r < s.r; ++r) a_tap.push_back(r * p.dil_h * wp * s.c);
-  } else {
-    a_tap = tap_offsets(s, p, wp);
-  }
-  for (size_t t = 0; t < a_tap.size(); ++t) b_tap.push_back(static_cast<int64_t>(t) * tap_reduction * kBlockLanes);
+  const auto inside = [](int64_t at, int64_t size) { return at >= 0 && at < size; };
+  const auto cut_h = axis_cut(s.ho, indices(s.r), [&](int64_t o, int64_t r) {
+    return inside(o * p.stride_h - p.pad_h + r * p.dil_h, s.h);
+  });
+  const auto cut_w = merge_row_taps ? whole_axis(s.wo, {0}, p.pad_w > 0)
+                                     : axis_cut(s.wo, indices(s.s), [&](int64_t o, int64_t q) {
+                                         return inside(o * p.stride_w - p.pad_w + q * p.dil_w, s.w);
+                                       });
+  const int64_t top = cut_h.reads_padding ? p.pad_h : 0, left = cut_w.reads_padding ? p.pad_w : 0;
+  const int64_t hp = s.h + 2 * top, wp = s.w + 2 * left;
+  const auto tap = [&](int64_t r, int64_t q) {
+    return std::pair<int64_t, int64_t>{(r * p.dil_h * wp + q * p.dil_w) * s.c,
+                                       (r * (merge_row_taps ? 1 : s.s) + q) * tap_reduction * kBlockLanes};
+  };
+  const auto corner = [&](int64_t n, int64_t oh, int64_t ow) {
+    return ((n * hp + oh * p.stride_h - p.pad_h + top) * wp + ow * p.stride_w - p.pad_w + left) * s.c;
+  };
+  const auto output = [&](int64_t n, int64_t oh, int64_t ow) { return ((n * s.ho + oh) * s.wo + ow) * s.k; };
 
-  over_image_steps(s.n, ceil_div(kRowsPerStep, s.ho * s.wo), [&](int64_t first, int64_t count, bool parallel) {
-    const auto x_pad =
-        padded_nhwc<T>(images(input, first, count), p.pad_h, p.pad_h, p.pad_w, p.pad_w, parallel, channels);
+  const int64_t step = images_per_step(s.ho * s.wo, s.h * s.w * s.c * int64_t(sizeof(T)), {{cut_h, cut_w}});
+  over_image_steps(s.n, step, [&](int64_t first, int64_t count, bool parallel) {
+    const auto x_pad = padded_nhwc<T>(images(input, first, count), top, top, left, left, parallel, channels);
     auto out_step = images(out, first, count);
     const auto out_nhwc = nhwc_memory_for<T>(out_step);
-    Conv2dShape step = s;
-    step.n = count;
     TapProblem<T> pr;
     pr.a = x_pad.data;
     pr.c = out_nhwc.data;
-    pr.a_off = window_offsets(step, p, hp, wp);
-    pr.c_off.resize(pr.a_off.size());
-    for (size_t m = 0; m < pr.c_off.size(); ++m) pr.c_off[m] = static_cast<int64_t>(m) * s.k;
-    pr.a_tap = a_tap;
-    pr.b_tap = b_tap;
     pr.reduction = tap_reduction;
     pr.b = w.get();
     pr.width = kg;
@@ -525,7 +630,7 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
     pr.c_group = kg;
     pr.b_block = s.r * s.s * cg * kBlockLanes;
     pr.depthwise = gr.depthwise;
-    run_tap_problem(pr, parallel);
+    run_regions(std::move(pr), count, cut_h, cut_w, parallel, tap, corner, output);
     store_nhwc<T>(out_nhwc, out_step, parallel);
   });
   return out;
@@ -538,54 +643,74 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
   const auto weight = zero_padded(full_weight, 0, channels - shape.k);
   Conv2dShape s = shape;
   s.k = channels;
-  const auto [top, bottom] = grad_output_padding(s.h, s.ho, s.r, p.stride_h, p.pad_h, p.dil_h);
-  const auto [left, right] = grad_output_padding(s.w, s.wo, s.s, p.stride_w, p.pad_w, p.dil_w);
-  const int64_t hgp = s.ho + top + bottom, wgp = s.wo + left + right;
   const auto gr = grouping_of(s, p);
   // Reduction over a group's output channels, vectors over its input channels (depthwise: no reduction).
   const int64_t reduction = gr.depthwise ? 1 : gr.kg, width = gr.depthwise ? s.c : gr.cg;
   const auto w = packed_weight_for<T>(weight, gr.groups, /*transposed=*/!gr.depthwise, gr.depthwise);
   auto dx = at::empty({s.n, s.c, s.h, s.w}, grad_output.options().memory_format(format));
 
-  over_image_steps(s.n, ceil_div(kRowsPerStep, s.h * s.w), [&](int64_t first, int64_t count, bool parallel) {
+  // Input row ih = phase + stride * j reads grad_output row j + (phase + pad - r * dil) / stride with the kernel
+  // rows r for which that division is exact (its candidates); the same along W.
+  const auto phase_cut = [](int64_t phase, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+                            int64_t dil) {
+    std::vector<int64_t> candidates;
+    for (int64_t r = 0; r < kernel; ++r) {
+      if ((((phase + pad - r * dil) % stride) + stride) % stride == 0) candidates.push_back(r);
+    }
+    return axis_cut(ceil_div(in - phase, stride), candidates, [&](int64_t j, int64_t r) {
+      const int64_t row = j + (phase + pad - r * dil) / stride;
+      return row >= 0 && row < out;
+    });
+  };
+  std::vector<std::pair<AxisCut, AxisCut>> cuts;  // per phase (ph, pw), ph-major
+  bool pad_h = false, pad_w = false;
+  for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
+    for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw) {
+      cuts.emplace_back(phase_cut(ph, s.h, s.ho, s.r, p.stride_h, p.pad_h, p.dil_h),
+                        phase_cut(pw, s.w, s.wo, s.s, p.stride_w, p.pad_w, p.dil_w));
+      pad_h = pad_h || cuts.back().first.reads_padding;
+      pad_w = pad_w || cuts.back().second.reads_padding;
+    }
+  }
+  const auto [top, bottom] = pad_h ? grad_output_padding(s.h, s.ho, s.r, p.stride_h, p.pad_h, p.dil_h)
+                                   : std::pair<int64_t, int64_t>{0, 0};
+  const auto [left, right] = pad_w ? grad_output_padding(s.w, s.wo, s.s, p.stride_w, p.pad_w, p.dil_w)
+                                   : std::pair<int64_t, int64_t>{0, 0};
+  const int64_t hgp = s.ho + top + bottom, wgp = s.wo + left + right;
+
+  const int64_t step = images_per_step(s.h * s.w, s.ho * s.wo * s.k * int64_t(sizeof(T)), cuts);
+  over_image_steps(s.n, step, [&](int64_t first, int64_t count, bool parallel) {
     const auto go_pad =
         padded_nhwc<T>(images(grad_output, first, count), top, bottom, left, right, parallel, channels);
     auto dx_step = images(dx, first, count);
     const auto dx_nhwc = nhwc_memory_for<T>(dx_step);
+    TapProblem<T> pr;
+    pr.a = go_pad.data;
+    pr.c = dx_nhwc.data;
+    pr.reduction = reduction;
+    pr.b = w.get();
+    pr.width = width;
+    pr.bias = nullptr;
+    pr.groups = gr.groups;
+    pr.a_group = gr.kg;
+    pr.c_group = gr.cg;
+    pr.b_block = s.r * s.s * reduction * kBlockLanes;
+    pr.depthwise = gr.depthwise;
+    size_t phase = 0;
     for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
-      for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw) {
-        TapProblem<T> pr;
-        for (int64_t r = 0; r < s.r; ++r) {
-          const int64_t num_h = ph + p.pad_h - r * p.dil_h;
-          if (((num_h % p.stride_h) + p.stride_h) % p.stride_h != 0) continue;
-          for (int64_t q = 0; q < s.s; ++q) {
-            const int64_t num_w = pw + p.pad_w - q * p.dil_w;
-            if (((num_w % p.stride_w) + p.stride_w) % p.stride_w != 0) continue;
-            pr.a_tap.push_back((num_h / p.stride_h * wgp + num_w / p.stride_w) * s.k);
-            pr.b_tap.push_back((r * s.s + q) * reduction * kBlockLanes);
-          }
-        }
-        const int64_t rows_h = ceil_div(s.h - ph, p.stride_h), cols_w = ceil_div(s.w - pw, p.stride_w);
-        for (int64_t n = 0; n < count; ++n) {
-          for (int64_t j = 0; j < rows_h; ++j) {
-            for (int64_t i = 0; i < cols_w; ++i) {
-              pr.a_off.push_back(((n * hgp + j + top) * wgp + i + left) * s.k);
-              pr.c_off.push_back(((n * s.h + ph + j * p.stride_h) * s.w + pw + i * p.stride_w) * s.c);
-            }
-          }
-        }
-        pr.a = go_pad.data;
-        pr.c = dx_nhwc.data;
-        pr.reduction = reduction;
-        pr.b = w.get();
-        pr.width = width;
-        pr.bias = nullptr;
-        pr.groups = gr.groups;
-        pr.a_group = gr.kg;
-        pr.c_group = gr.cg;
-        pr.b_block = s.r * s.s * reduction * kBlockLanes;
-        pr.depthwise = gr.depthwise;
-        run_tap_problem(pr, parallel);
+      for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw, ++phase) {
+        const auto tap = [&](int64_t r, int64_t q) {
+          const int64_t rows = (ph + p.pad_h - r * p.dil_h) / p.stride_h;
+          const int64_t cols = (pw + p.pad_w - q * p.dil_w) / p.stride_w;
+          return std::pair<int64_t, int64_t>{(rows * wgp + cols) * s.k, (r * s.s + q) * reduction * kBlockLanes};
+        };
+        const auto corner = [&](int64_t n, int64_t j, int64_t i) {
+          return ((n * hgp + j + top) * wgp + i + left) * s.k;
+        };
+        const auto output = [&](int64_t n, int64_t j, int64_t i) {
+          return ((n * s.h + ph + j * p.stride_h) * s.w + pw + i * p.stride_w) * s.c;
+        };
+        run_regions(pr, count, cuts[phase].first, cuts[phase].second, parallel, tap, corner, output);
       }
     }
     store_nhwc<T>(dx_nhwc, dx_step, parallel);
@@ -635,74 +760,149 @@ PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, 
   }
 }
 
+// One chunk of pixel sums: the windows at pix_off[0, pixels) in x, and the grad_output rows g, ldg apart.
+template <typename E>
+struct PixelChunk {
+  const E* x;
+  const int64_t* pix_off;
+  int64_t pixels;
+  const E* g;
+  int64_t ldg;
+};
+
+// dw rows [row_begin, row_end) of every group (+)= the pixel sums of `chunk`; row i of dw reads x at row_off[i].
+// Tiles go vector-block major, so that consecutive tiles read the same grad_output columns.
+template <typename E>
+void sum_pixels(const PixelChunk<E>& chunk, const std::vector<int64_t>& row_off, int64_t row_begin,
+                int64_t row_end, const Grouping& gr, float* dw, bool accumulate) {
+  const int64_t rows = static_cast<int64_t>(row_off.size()), nvec_total = ceil_div(gr.kg, kLanes);
+  kernels::PixelSumTileOf<E> t{};
+  t.pix_off = chunk.pix_off;
+  t.pixels = chunk.pixels;
+  t.ldg = chunk.ldg;
+  t.ldw = gr.kg;
+  t.depthwise = gr.depthwise;
+  t.accumulate = accumulate;
+  for (int64_t g = 0; g < gr.groups; ++g) {
+    for (int64_t v0 = 0; v0 < nvec_total; v0 += kMaxVectors) {
+      t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
+      t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(gr.kg) : uint16_t(0xFFFF);
+      const int tile_rows = kernels::rows_per_tile(t.nvec);
+      for (int64_t row = row_begin; row < row_end; row += tile_rows) {
+        t.rows = static_cast<int>(std::min<int64_t>(tile_rows, row_end - row));
+        for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row_off[row + std::min(i, t.rows - 1)];
+        t.x = chunk.x + (gr.depthwise ? v0 * kLanes : g * gr.cg);
+        t.g = chunk.g + g * gr.kg + v0 * kLanes;
+        t.dw = dw + (g * rows + row) * gr.kg + v0 * kLanes;
+        kernels::pixel_sum_tile_avx512(t);
+      }
+    }
+  }
+}
+
+// The pixel sums of one step of images, region by region (see Segment): each region's grad_output rows are
+// gathered into `g_rows` and summed only into the dw rows of its valid taps, in runs of consecutive taps (a tile
+// writes consecutive dw rows). dw must start at zero: a region adds into the rows of its taps only.
+void sum_pixels_by_regions(const PixelStep<float>& step, int64_t images, const Conv2dShape& s,
+                           const AxisCut& h, const AxisCut& w, const std::vector<int64_t>& row_off,
+                           const Grouping& gr, float* g_rows, float* dw) {
+  constexpr int64_t kChunkPixels = 256;
+  std::vector<int64_t> pix_off;
+  for (const auto& sh : h.segments) {
+    for (const auto& sw : w.segments) {
+      pix_off.clear();
+      for (int64_t n = 0; n < images; ++n) {
+        for (int64_t oh = sh.begin; oh < sh.end; ++oh) {
+          for (int64_t ow = sw.begin; ow < sw.end; ++ow) {
+            const int64_t pixel = (n * s.ho + oh) * s.wo + ow;
+            std::copy(step.g.data + pixel * s.k, step.g.data + (pixel + 1) * s.k,
+                      g_rows + static_cast<int64_t>(pix_off.size()) * s.k);
+            pix_off.push_back(step.pix_off[pixel]);
+          }
+        }
+      }
+      std::vector<int64_t> taps;
+      for (const int64_t r : sh.taps)
+        for (const int64_t q : sw.taps) taps.push_back(r * s.s + q);
+      const int64_t pixels = static_cast<int64_t>(pix_off.size());
+      for (int64_t chunk = 0; chunk < pixels; chunk += kChunkPixels) {
+        const PixelChunk<float> part{step.x.data, pix_off.data() + chunk, std::min(kChunkPixels, pixels - chunk),
+                                     g_rows + chunk * s.k, s.k};
+        for (size_t first = 0, last = 0; first < taps.size(); first = last) {
+          for (last = first + 1; last < taps.size() && taps[last] == taps[last - 1] + 1;) ++last;
+          sum_pixels(part, row_off, taps[first] * gr.cg, (taps[last - 1] + 1) * gr.cg, gr, dw, true);
+        }
+      }
+    }
+  }
+}
+
 // E: the kernels' element, float or uint32_t (bfloat16 pairs).
 template <typename E>
 at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_input, const Conv2dShape& full_shape,
                        const Conv2dParams& full_params) {
   const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
   const auto gr = grouping_of(s, p);
-  const int64_t wp = s.w + 2 * p.pad_w, kg = gr.kg, cg = gr.cg;
-  const int64_t taps = s.r * s.s, rows = taps * cg;
+  const int64_t wp = s.w + 2 * p.pad_w, taps = s.r * s.s, rows = taps * gr.cg;
   const auto tap_off = tap_offsets(s, p, wp);
   std::vector<int64_t> row_off(rows);
   for (int64_t t = 0; t < taps; ++t)
-    for (int64_t c = 0; c < cg; ++c) row_off[t * cg + c] = tap_off[t] + c;
-
-  // Tiles of dw, vector-block major so that consecutive tiles read the same grad_output columns.
-  struct Task { int64_t g, v0, row; };
-  std::vector<Task> tasks;
-  const int64_t nvec_total = ceil_div(kg, kLanes);
-  for (int64_t g = 0; g < gr.groups; ++g)
-    for (int64_t v0 = 0; v0 < nvec_total; v0 += kMaxVectors)
-      for (int64_t row = 0; row < rows; row += kernels::rows_per_tile(std::min<int64_t>(kMaxVectors, nvec_total - v0)))
-        tasks.push_back({g, v0, row});
+    for (int64_t c = 0; c < gr.cg; ++c) row_off[t * gr.cg + c] = tap_off[t] + c;
+  // float32 skips the taps that read padding, as forward does; bfloat16 sums pairs of neighbouring pixels,
+  // which a region's edge would split.
+  const auto inside = [](int64_t at, int64_t size) { return at >= 0 && at < size; };
+  AxisCut cut_h = whole_axis(s.ho, indices(s.r), true), cut_w = whole_axis(s.wo, indices(s.s), true);
+  if constexpr (std::is_same_v<E, float>) {
+    cut_h = axis_cut(s.ho, indices(s.r), [&](int64_t o, int64_t r) {
+      return inside(o * p.stride_h - p.pad_h + r * p.dil_h, s.h);
+    });
+    cut_w = axis_cut(s.wo, indices(s.s), [&](int64_t o, int64_t q) {
+      return inside(o * p.stride_w - p.pad_w + q * p.dil_w, s.w);
+    });
+  }
+  const bool by_regions = cut_h.segments.size() > 1 || cut_w.segments.size() > 1;
 
   // The batch is cut into one slice of images per thread; each thread sums its slice into its own partial
   // dw, in steps of images converted to channels-last in its cache and chunks of pixels that every tile
   // reads while they are in L2. The partials are then added in slice order.
   constexpr int64_t kChunkPixels = 256;
   const int64_t slices = at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, s.n);
-  const int64_t dw_size = gr.groups * rows * kg;
+  const int64_t dw_size = gr.groups * rows * gr.kg;
   Scratch<float> partial(slices * dw_size);  // [slices, G, rows, Kg]
-  const int64_t images_per_step = ceil_div(kChunkPixels, s.ho * ceil_div(s.wo, kPixelsPerElement<E>));
+  const int64_t pixels_per_image = s.ho * ceil_div(s.wo, kPixelsPerElement<E>);
+  const int64_t step_images = by_regions
+      ? images_per_step(s.ho * s.wo, s.h * s.w * s.c * int64_t(sizeof(float)), {{cut_h, cut_w}})
+      : ceil_div(kChunkPixels, pixels_per_image);
   at::parallel_for(0, slices, 1, [&](int64_t first_slice, int64_t last_slice) {
+    Scratch<float> g_rows(by_regions ? step_images * s.ho * s.wo * s.k : 0);
     for (int64_t slice = first_slice; slice < last_slice; ++slice) {
       const int64_t image_end = (slice + 1) * s.n / slices;
       float* dw = partial.get() + slice * dw_size;
+      if (by_regions) std::fill(dw, dw + dw_size, 0.0f);
       bool accumulate = false;
-      for (int64_t first = slice * s.n / slices; first < image_end; first += images_per_step) {
-        const int64_t count = std::min(images_per_step, image_end - first);
+      for (int64_t first = slice * s.n / slices; first < image_end; first += step_images) {
+        const int64_t count = std::min(step_images, image_end - first);
         Conv2dShape step = s;
         step.n = count;
-        const auto [x_pad, go, pix_off] =
-            pixel_step<E>(images(input, first, count), images(grad_output, first, count), step, p);
-        const int64_t pixels = static_cast<int64_t>(pix_off.size());
-        kernels::PixelSumTileOf<E> t{};
-        t.ldg = s.k;
-        t.ldw = kg;
-        t.depthwise = gr.depthwise;
-        for (int64_t chunk = 0; chunk < pixels; chunk += kChunkPixels) {
-          t.pix_off = pix_off.data() + chunk;
-          t.pixels = std::min(kChunkPixels, pixels - chunk);
-          t.accumulate = accumulate;
-          for (const auto& [g, v0, row] : tasks) {
-            t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
-            t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(kg) : uint16_t(0xFFFF);
-            const int tile_rows = kernels::rows_per_tile(t.nvec);
-            t.rows = static_cast<int>(std::min<int64_t>(tile_rows, rows - row));
-            for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row_off[row + std::min(i, t.rows - 1)];
-            t.x = x_pad.data + (gr.depthwise ? v0 * kLanes : g * cg);
-            t.g = go.data + chunk * s.k + g * kg + v0 * kLanes;
-            t.dw = dw + (g * rows + row) * kg + v0 * kLanes;
-            kernels::pixel_sum_tile_avx512(t);
+        const auto chunk_step = pixel_step<E>(images(input, first, count), images(grad_output, first, count), step, p);
+        if constexpr (std::is_same_v<E, float>) {
+          if (by_regions) {
+            sum_pixels_by_regions(chunk_step, count, s, cut_h, cut_w, row_off, gr, g_rows.get(), dw);
+            continue;
           }
+        }
+        const int64_t pixels = static_cast<int64_t>(chunk_step.pix_off.size());
+        for (int64_t chunk = 0; chunk < pixels; chunk += kChunkPixels) {
+          const PixelChunk<E> part{chunk_step.x.data, chunk_step.pix_off.data() + chunk,
+                                   std::min(kChunkPixels, pixels - chunk), chunk_step.g.data + chunk * s.k, s.k};
+          sum_pixels(part, row_off, 0, rows, gr, dw, accumulate);
           accumulate = true;
         }
       }
     }
   });
   for (int64_t slice = 1; slice < slices; ++slice) add_into(partial.get(), partial.get() + slice * dw_size, dw_size);
-  return unpacked_grad_weight(partial.get(), gr.groups, cg, kg, s.r, s.s).to(input.scalar_type());
+  return unpacked_grad_weight(partial.get(), gr.groups, gr.cg, gr.kg, s.r, s.s).to(input.scalar_type());
 }
 
 }  // namespace
