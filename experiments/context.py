@@ -30,7 +30,9 @@ CLASSIFICATION = {"dataset": "vehicles", "split": "lab", "seeds": 3, "epochs": 1
                   "bn_adapt": None,  # None: on for the lab split (its test set is shifted), off for a random one
                   "tent": None,  # None: as bn_adapt
                   "class_weights": "none", "mix": "none", "precision": "float32",
-                  "pretrain": None,  # None: CIFAR-10 on the lab split when DATA has cifar10/, else none
+                  # None: CIFAR-10 on the vehicles' lab split, whose test cameras only features learnt from a larger
+                  # set carry over to (docs/experiments.md, fifth round), when DATA has cifar10/; else none
+                  "pretrain": None,
                   "pretrain_epochs": 10}
 DEHAZE = {"dataset": "dehaze", "split": "lab", "seeds": 1, "epochs": 10, "batch_size": 32, "lr": 0.01,
           "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.0, "image_size": 64, "width": 1.0,
@@ -69,7 +71,10 @@ def resolve_settings(experiment, args):
     if settings.get("tent", False) is None:
         settings["tent"] = settings["bn_adapt"]
     if experiment.task == "classification" and settings["pretrain"] is None:
-        settings["pretrain"] = "cifar10" if pretrains_by_default(settings, args.data) else "none"
+        wanted = (settings["dataset"] == "vehicles" and settings["split"] == "lab"
+                  and datasets.resolve_data_dir(args.data) is not None)  # the bundled digits have no shift
+        settings["pretrain_unavailable"] = wanted and not has_cifar10(args.data)
+        settings["pretrain"] = "cifar10" if wanted and not settings["pretrain_unavailable"] else "none"
     if experiment.task == "dehaze" and settings.get("mix", "none") != "none":
         raise SystemExit(f"run.py {experiment.name}: --mix is for classification experiments (it mixes labels)")
     if settings.get("pretrain", "none") != "none" and settings["dataset"] == "cifar10":
@@ -81,13 +86,6 @@ def resolve_settings(experiment, args):
     if settings["seeds"] < 1:
         raise SystemExit(f"run.py {experiment.name}: --seeds must be at least 1, got {settings['seeds']}")
     return settings
-
-
-def pretrains_by_default(settings, data_dir):
-    """Whether a run pretrains on CIFAR-10 unless told otherwise: on the vehicles' lab split, whose test cameras
-    only features learnt from a larger set carry over to (docs/experiments.md, fifth round), when the data
-    directory has CIFAR-10 to learn them from."""
-    return settings["dataset"] == "vehicles" and settings["split"] == "lab" and has_cifar10(data_dir)
 
 
 class Context:
@@ -118,7 +116,7 @@ class Context:
             f"[{label}]: {len(self.data.train)} train / {len(self.data.test)} test"
             f"{', split ' + self.data.split if self.data.split else ''}, {settings['image_size']} px, "
             f"seeds {self.seeds}; backend {self.backend}, device {args.device}, out {self.out}")
-        if self.settings.get("pretrain") == "none" and self._lacks_cifar10():
+        if settings.get("pretrain_unavailable"):
             log("   no cifar10/ in the data directory: the models start from random weights (on the lab split they "
                 "pretrain on CIFAR-10 when it is there; see docs/experiments.md)")
         if self.data.skipped:
@@ -192,19 +190,13 @@ class Context:
     def _pretraining_in_words(self):
         if self.settings["pretrain"] == "none":
             return "none (random initial weights" + ("; the data directory has no cifar10/ to pretrain on)"
-                                                     if self._lacks_cifar10() else ")")
+                                                     if self.settings.get("pretrain_unavailable") else ")")
         cifar, epochs = self._pretraining_data, self.settings["pretrain_epochs"]
         images = f"{len(cifar.train):,} images" if cifar else "its images"
         return (f"CIFAR-10's training set ({images} at {self.settings['image_size']} px, this input pipeline and "
                 f"augmentation), {epochs} epoch{'s' * (epochs != 1)}, batch {PRETRAIN_RECIPE['batch_size']}, SGD lr "
                 f"{PRETRAIN_RECIPE['lr']} (cosine); then every "
                 f"layer fine-tuned here with a fresh classifier; one pretraining shared by the seeds")
-
-    def _lacks_cifar10(self):
-        """Whether these are the lab split's real vehicles, which pretrain by default, without CIFAR-10 beside
-        them."""
-        return (self.data.name == "vehicles" and self.settings["split"] == "lab"
-                and not has_cifar10(self.args.data))
 
     def _adaptation_in_words(self):
         if self.settings["tent"]:
