@@ -63,10 +63,11 @@ def test_unknown_precision_is_a_clear_error(tmp_path):
 
 def test_precision_option_is_recorded_in_the_report(tmp_path, monkeypatch):
     monkeypatch.delenv("CNNEXT_DATA", raising=False)
-    metrics = quick("mlp", tmp_path, "--precision", "bfloat16")
-    assert metrics["settings"]["precision"] == "bfloat16"
-    assert "bfloat16 mixed precision" in (tmp_path / "report.md").read_text()
-    assert quick("mlp", tmp_path / "plain")["settings"]["precision"] == "float32"
+    metrics = quick("mlp", tmp_path, "--precision", "float32")
+    assert metrics["settings"]["precision"] == "float32"
+    assert "bfloat16 mixed precision" not in (tmp_path / "report.md").read_text()
+    assert quick("mlp", tmp_path / "lab")["settings"]["precision"] == "bfloat16"  # the lab split's recipe
+    assert "bfloat16 mixed precision" in (tmp_path / "lab" / "report.md").read_text()
 
 
 def test_precision_option_takes_only_known_values(tmp_path, capsys):
