@@ -35,6 +35,8 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Output pixels per step of images: enough rows for the weights loaded into cache to be reused.
 constexpr int64_t kRowsPerStep = 96;
+// Output pixels of one chunk of grad weight's pixel sums: what every tile reads while it is in L2.
+constexpr int64_t kChunkPixels = 256;
 // Rows of one task of run_tap_problem (a multiple of every rows_per_tile): the rows that reuse its weights.
 constexpr int64_t kBlockRows = 48;
 
@@ -463,6 +465,15 @@ AxisCut axis_cut(int64_t count, const std::vector<int64_t>& candidates, const Va
   return {std::move(segments), false};
 }
 
+// The output pixels' cuts along H and W by the taps that read inside the input (forward's and grad weight's).
+std::pair<AxisCut, AxisCut> output_cuts(const Conv2dShape& s, const Conv2dParams& p) {
+  const auto inside = [](int64_t at, int64_t size) { return at >= 0 && at < size; };
+  return {axis_cut(s.ho, indices(s.r),
+                   [&](int64_t o, int64_t r) { return inside(o * p.stride_h - p.pad_h + r * p.dil_h, s.h); }),
+          axis_cut(s.wo, indices(s.s),
+                   [&](int64_t o, int64_t q) { return inside(o * p.stride_w - p.pad_w + q * p.dil_w, s.w); })};
+}
+
 // Images per step: enough for kRowsPerStep pixels and, when the axes are cut, for the smallest region to fill a
 // task of kBlockRows rows, as far as the step's input (`image_bytes` per image) stays about the size of L2.
 int64_t images_per_step(int64_t pixels, int64_t image_bytes, const std::vector<std::pair<AxisCut, AxisCut>>& cuts) {
@@ -594,14 +605,8 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
   // (kernel index 0 along W).
   const bool merge_row_taps = gr.groups == 1 && !gr.depthwise && p.dil_w == 1 && s.s > 1 && cg * s.s <= kBlockLanes;
   const int64_t tap_reduction = merge_row_taps ? s.s * cg : cg;
-  const auto inside = [](int64_t at, int64_t size) { return at >= 0 && at < size; };
-  const auto cut_h = axis_cut(s.ho, indices(s.r), [&](int64_t o, int64_t r) {
-    return inside(o * p.stride_h - p.pad_h + r * p.dil_h, s.h);
-  });
-  const auto cut_w = merge_row_taps ? whole_axis(s.wo, {0}, p.pad_w > 0)
-                                     : axis_cut(s.wo, indices(s.s), [&](int64_t o, int64_t q) {
-                                         return inside(o * p.stride_w - p.pad_w + q * p.dil_w, s.w);
-                                       });
+  auto [cut_h, cut_w] = output_cuts(s, p);
+  if (merge_row_taps) cut_w = whole_axis(s.wo, {0}, p.pad_w > 0);  // one tap per kernel row: W is not cut
   const int64_t top = cut_h.reads_padding ? p.pad_h : 0, left = cut_w.reads_padding ? p.pad_w : 0;
   const int64_t hp = s.h + 2 * top, wp = s.w + 2 * left;
   const auto tap = [&](int64_t r, int64_t q) {
@@ -806,7 +811,6 @@ void sum_pixels(const PixelChunk<E>& chunk, const std::vector<int64_t>& row_off,
 void sum_pixels_by_regions(const PixelStep<float>& step, int64_t images, const Conv2dShape& s,
                            const AxisCut& h, const AxisCut& w, const std::vector<int64_t>& row_off,
                            const Grouping& gr, float* g_rows, float* dw) {
-  constexpr int64_t kChunkPixels = 256;
   std::vector<int64_t> pix_off;
   for (const auto& sh : h.segments) {
     for (const auto& sw : w.segments) {
@@ -850,22 +854,14 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
     for (int64_t c = 0; c < gr.cg; ++c) row_off[t * gr.cg + c] = tap_off[t] + c;
   // float32 skips the taps that read padding, as forward does; bfloat16 sums pairs of neighbouring pixels,
   // which a region's edge would split.
-  const auto inside = [](int64_t at, int64_t size) { return at >= 0 && at < size; };
-  AxisCut cut_h = whole_axis(s.ho, indices(s.r), true), cut_w = whole_axis(s.wo, indices(s.s), true);
-  if constexpr (std::is_same_v<E, float>) {
-    cut_h = axis_cut(s.ho, indices(s.r), [&](int64_t o, int64_t r) {
-      return inside(o * p.stride_h - p.pad_h + r * p.dil_h, s.h);
-    });
-    cut_w = axis_cut(s.wo, indices(s.s), [&](int64_t o, int64_t q) {
-      return inside(o * p.stride_w - p.pad_w + q * p.dil_w, s.w);
-    });
-  }
+  const auto [cut_h, cut_w] = std::is_same_v<E, float>
+      ? output_cuts(s, p)
+      : std::pair<AxisCut, AxisCut>{whole_axis(s.ho, indices(s.r), true), whole_axis(s.wo, indices(s.s), true)};
   const bool by_regions = cut_h.segments.size() > 1 || cut_w.segments.size() > 1;
 
   // The batch is cut into one slice of images per thread; each thread sums its slice into its own partial
   // dw, in steps of images converted to channels-last in its cache and chunks of pixels that every tile
   // reads while they are in L2. The partials are then added in slice order.
-  constexpr int64_t kChunkPixels = 256;
   const int64_t slices = at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, s.n);
   const int64_t dw_size = gr.groups * rows * gr.kg;
   Scratch<float> partial(slices * dw_size);  // [slices, G, rows, Kg]
