@@ -142,6 +142,17 @@ struct ConvNdShape {
   }
 };
 
+using Conv3dShape = ConvNdShape<3>;
+using Conv3dParams = ConvNdParams<3>;
+
+// A Conv2d as the Conv3d of depth 1 that it is (one kernel's code can then run both).
+inline Conv3dShape as_volume(const Conv2dShape& s) {
+  return {s.n, s.c, s.k, {1, s.h, s.w}, {1, s.r, s.s}, {1, s.ho, s.wo}};
+}
+inline Conv3dParams as_volume(const Conv2dParams& p) {
+  return {{1, p.stride_h, p.stride_w}, {0, p.pad_h, p.pad_w}, {1, p.dil_h, p.dil_w}, p.groups};
+}
+
 inline void check_floating_dense(const char* op, const at::Tensor& t, const char* name) {
   TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, ": expected ", name,
               " to have a floating-point dtype (float64, float32, float16 or bfloat16), but got ", t.scalar_type());

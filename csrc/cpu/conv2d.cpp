@@ -1,6 +1,6 @@
-// Conv2d on the CPU. float32 on AVX-512 CPUs runs the direct convolution of direct_conv.cpp; everything
-// else runs channels-last im2col + one GEMM per group (ATen's mm, i.e. MKL), working through the batch in
-// chunks so that the column buffer stays bounded whatever the batch size.
+// Conv2d on the CPU. float32 on AVX-512 CPUs (and bfloat16 on AVX-512 BF16) runs the direct convolution of
+// direct_conv.cpp; everything else runs channels-last im2col + one GEMM per group (ATen's mm, i.e. MKL), working
+// through the batch in chunks so that the column buffer stays bounded whatever the batch size.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
@@ -14,12 +14,9 @@
 
 namespace cnnext::cpu {
 
+// A Conv2d runs where the Conv3d of depth 1 that it is would run.
 ConvPath conv2d_path(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p) {
-  switch (direct_conv_path(input, s, p)) {
-    case DirectPath::avx512_float32: return ConvPath::kDirectAvx512;
-    case DirectPath::avx512_bfloat16: return ConvPath::kDirectAvx512Bf16;
-    default: return ConvPath::kIm2colGemm;
-  }
+  return conv3d_path(input, as_volume(s), as_volume(p));
 }
 
 namespace {
@@ -49,7 +46,7 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   const auto p = Conv2dParams::from(stride, padding, dilation, groups);
   const auto s = check_conv2d(input, weight, bias, p);
   if (s.n > 0 && conv2d_path(input, s, p) != ConvPath::kIm2colGemm) {
-    return direct_conv_forward(input, weight, bias, s, p);
+    return direct_conv_forward(input, weight, bias, as_volume(s), as_volume(p));
   }
   auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (s.n == 0) return out.contiguous(input.suggest_memory_format());
@@ -87,8 +84,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv2d_backward(
   auto [dx, dw, db] = conv_grads_without_kernels(grad_output, input, weight, output_mask);
   if (s.n == 0) return {dx, dw, db};
   if (conv2d_path(input, s, p) != ConvPath::kIm2colGemm) {
-    if (output_mask[0]) dx = direct_conv_grad_input(grad_output, weight, s, p, input.suggest_memory_format());
-    if (output_mask[1]) dw = direct_conv_grad_weight(grad_output, input, s, p);
+    const auto volume_shape = as_volume(s);
+    const auto volume_params = as_volume(p);
+    if (output_mask[0]) {
+      dx = direct_conv_grad_input(grad_output, weight, volume_shape, volume_params, input.suggest_memory_format());
+    }
+    if (output_mask[1]) dw = direct_conv_grad_weight(grad_output, input, volume_shape, volume_params);
     return {dx, dw, db};
   }
   const auto go_rows = pixel_rows(grad_output.contiguous(at::MemoryFormat::ChannelsLast));

@@ -1,10 +1,11 @@
 // Direct convolution drivers: data layout, weight packing, tiling and threads around the micro-kernels, for
-// float32 and (with float32 sums) bfloat16: T is the element type, float or kernels::bf16.
+// float32 and (with float32 sums) bfloat16: T is the element type, float or kernels::bf16. Conv2d and Conv3d run
+// on the same code: a problem has three spatial axes (depth, height, width), and a Conv2d is one of depth 1.
 //
-// Data is channels-last and zero-padded once ([N, H+2p, W+2p, C]), so a tile never checks borders.
+// Data is channels-last and zero-padded once ([N, D+2p, H+2p, W+2p, C]), so a tile never checks borders.
 //   forward:      out[pixel, k]  = bias[k] + sum_taps sum_c x_pad[pixel's window + tap, c] * w[tap, c, k]
 //   grad input:   the same kernel over grad_output, once per stride phase (input pixels with equal
-//                 (ih mod stride, iw mod stride) see the same taps), with w transposed to [tap, k, c];
+//                 coordinates mod stride see the same taps), with w transposed to [tap, k, c];
 //   grad weight:  dw[tap, c, k] = sum_pixels x_pad[pixel's window + tap, c] * grad_out[pixel, k], summed
 //                 over chunks of pixels in a fixed order.
 // Every output element is written by one tile in one thread, so results are the same on every run.
@@ -32,6 +33,18 @@ using kernels::kMaxVectors;
 constexpr int64_t kBlockLanes = kMaxVectors * kLanes;  // output lanes of one tile
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// A problem's sizes along depth, height and width (a Conv2d's, as_volume: depth 1).
+using Shape = Conv3dShape;
+using Params = Conv3dParams;
+constexpr int D = 0, H = 1, W = 2;
+
+// A tensor's sizes [N, C, spatial...] with `dims` spatial axes (2: H, W; 3: D, H, W).
+std::vector<int64_t> sizes_of(int64_t n, int64_t c, const std::array<int64_t, 3>& spatial, int64_t dims) {
+  std::vector<int64_t> sizes{n, c};
+  sizes.insert(sizes.end(), spatial.end() - dims, spatial.end());
+  return sizes;
+}
 
 // Output pixels per step of images: enough rows for the weights loaded into cache to be reused.
 constexpr int64_t kRowsPerStep = 96;
@@ -78,22 +91,22 @@ class Scratch {
   at::DataPtr memory_;
 };
 
-// Channels-last memory [N, H, W, C] that the kernels read or write: a tensor's own (kept alive by `tensor`) or
-// scratch memory.
+// Channels-last memory [N, (D,) H, W, C] that the kernels read or write: a tensor's own (kept alive by `tensor`)
+// or scratch memory.
 template <typename T>
-struct NhwcMemory {
+struct ChannelsLastMemory {
   at::Tensor tensor;
   Scratch<T> scratch;
   T* data;
 };
 
 template <typename T>
-NhwcMemory<T> memory_of(const at::Tensor& t) {
+ChannelsLastMemory<T> memory_of(const at::Tensor& t) {
   return {t, Scratch<T>(0), data<T>(t)};
 }
 
 template <typename T>
-NhwcMemory<T> scratch_memory(int64_t n) {
+ChannelsLastMemory<T> scratch_memory(int64_t n) {
   Scratch<T> scratch(n);
   T* memory = scratch.get();
   return {at::Tensor(), std::move(scratch), memory};
@@ -126,7 +139,7 @@ void over_image_steps(int64_t n, int64_t images_per_step, const Body& body) {
   });
 }
 
-// One row of padded_nhwc's result: `w` pixels of `c` channels from src (pixel stride sw, channel stride sc) into
+// One row of padded_channels_last's result: `w` pixels of `c` channels from src (pixel stride sw, channel stride sc) into
 // dst with `channels` values per pixel (zeros past c) and `left` / `right` zero pixels around.
 template <typename T>
 void store_padded_row(const T* src, int64_t sw, int64_t sc, T* dst, int64_t c, int64_t w, int64_t channels,
@@ -140,44 +153,58 @@ void store_padded_row(const T* src, int64_t sw, int64_t sc, T* dst, int64_t c, i
       std::copy(src + x * sw, src + x * sw + c, row + x * channels);
       std::fill(row + x * channels + c, row + (x + 1) * channels, T{});
     }
-  } else {  // unit stride along W (see padded_nhwc)
+  } else {  // unit stride along W (see padded_channels_last)
     kernels::transpose_avx512(src, sc, row, channels, c, w);
     for (int64_t x = 0; channels > c && x < w; ++x) std::fill(row + x * channels + c, row + (x + 1) * channels, T{});
   }
   std::fill(row + w * channels, row + (w + right) * channels, T{});
 }
 
-// t [N, C, H, W] (any strides) -> [N, top+H+bottom, left+W+right, channels] with zeros around
-// (and in the channels past C), row by row in plain loops: on small layers the per-call cost of the ATen ops
-// (narrow + zero_ per border, a strided copy_) was more than the convolution. NCHW rows (unit stride along W)
-// are transposed 8x8 in registers, 10x faster than ATen's strided copy for this permutation. A t that already
-// is that memory (channels-last, no padding) is used as it is.
+// Zeros before and after the data along each spatial axis (D, H, W).
+struct Padding {
+  std::array<int64_t, 3> before{}, after{};
+};
+
+// Padding of `pad[a]` on both sides of the axes a for which `padded[a]` holds.
+Padding symmetric_padding(const std::array<int64_t, 3>& pad, const std::array<bool, 3>& padded) {
+  Padding out;
+  for (int a = 0; a < 3; ++a) out.before[a] = out.after[a] = padded[a] ? pad[a] : 0;
+  return out;
+}
+
+// t [N, C, (D,) H, W] (any strides) -> [N, (D + pad,) H + pad, W + pad, channels] with zeros around (and in the
+// channels past C), row by row in plain loops: on small layers the per-call cost of the ATen ops (narrow + zero_
+// per border, a strided copy_) was more than the convolution. NCHW rows (unit stride along W) are transposed 8x8
+// in registers, 10x faster than ATen's strided copy for this permutation. A t that already is that memory
+// (channels-last, no padding) is used as it is.
 template <typename T>
-NhwcMemory<T> padded_nhwc(const at::Tensor& t, int64_t top, int64_t bottom, int64_t left, int64_t right,
-                          bool parallel = true, int64_t channels = 0) {
-  const int64_t n = t.size(0), c = t.size(1), h = t.size(2), w = t.size(3);
+ChannelsLastMemory<T> padded_channels_last(const at::Tensor& t, const Padding& pad, bool parallel = true,
+                                           int64_t channels = 0) {
+  const bool volume = t.dim() == 5;
+  const int64_t n = t.size(0), c = t.size(1), d = volume ? t.size(2) : 1, h = t.size(-2), w = t.size(-1);
   channels = std::max(channels, c);
-  const int64_t sn = t.stride(0), sc = t.stride(1), sh = t.stride(2), sw = t.stride(3);
+  const int64_t sn = t.stride(0), sc = t.stride(1), sd = volume ? t.stride(2) : 0, sh = t.stride(-2),
+                sw = t.stride(-1);
   const bool channels_inner = sc == 1 || c == 1;
-  if (!channels_inner && sw != 1 && w != 1) {
-    return padded_nhwc<T>(t.contiguous(), top, bottom, left, right, parallel, channels);
-  }
-  const bool unpadded = top == 0 && bottom == 0 && left == 0 && right == 0 && channels == c;
-  const bool dense_nhwc =
-      channels_inner && (w == 1 || sw == c) && (h == 1 || sh == w * c) && (n == 1 || sn == h * w * c);
-  if (unpadded && dense_nhwc) return memory_of<T>(t);
-  const int64_t hp = top + h + bottom, wp = left + w + right;
-  auto out = scratch_memory<T>(n * hp * wp * channels);
+  if (!channels_inner && sw != 1 && w != 1) return padded_channels_last<T>(t.contiguous(), pad, parallel, channels);
+  bool unpadded = channels == c;
+  for (int a = 0; a < 3; ++a) unpadded = unpadded && pad.before[a] == 0 && pad.after[a] == 0;
+  const bool dense = channels_inner && (w == 1 || sw == c) && (h == 1 || sh == w * c) &&
+                     (d == 1 || sd == h * w * c) && (n == 1 || sn == d * h * w * c);
+  if (unpadded && dense) return memory_of<T>(t);
+  const int64_t dp = pad.before[D] + d + pad.after[D], hp = pad.before[H] + h + pad.after[H],
+                wp = pad.before[W] + w + pad.after[W];
+  auto out = scratch_memory<T>(n * dp * hp * wp * channels);
   const T* src = data<T>(t);
   T* dst = out.data;
-  for_range(parallel, n * hp, [&](int64_t begin, int64_t end) {
+  for_range(parallel, n * dp * hp, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t img = row / hp, y = row % hp - top;
-      T* d = dst + row * wp * channels;
-      if (y < 0 || y >= h) {
-        std::fill(d, d + wp * channels, T{});
+      const int64_t img = row / (dp * hp), z = row / hp % dp - pad.before[D], y = row % hp - pad.before[H];
+      T* to = dst + row * wp * channels;
+      if (z < 0 || z >= d || y < 0 || y >= h) {
+        std::fill(to, to + wp * channels, T{});
       } else {
-        store_padded_row(src + img * sn + y * sh, sw, sc, d, c, w, channels, left, right);
+        store_padded_row(src + img * sn + z * sd + y * sh, sw, sc, to, c, w, channels, pad.before[W], pad.after[W]);
       }
     }
   });
@@ -189,20 +216,21 @@ at::Tensor images(const at::Tensor& t, int64_t first, int64_t count) {
   return first == 0 && count == t.size(0) ? t : t.narrow(0, first, count);
 }
 
-// The [N, H, W, C] memory of a result that goes to dst [N, C, H, W]: dst's own when dst is channels-last, else
-// scratch memory for store_nhwc to transpose from.
+// The channels-last memory of a result that goes to dst [N, C, (D,) H, W]: dst's own when dst is channels-last,
+// else scratch memory for store_channels_last to transpose from.
 template <typename T>
-NhwcMemory<T> nhwc_memory_for(const at::Tensor& dst) {
-  return dst.is_contiguous(at::MemoryFormat::ChannelsLast) ? memory_of<T>(dst) : scratch_memory<T>(dst.numel());
+ChannelsLastMemory<T> channels_last_memory_for(const at::Tensor& dst) {
+  const auto format = dst.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
+  return dst.is_contiguous(format) ? memory_of<T>(dst) : scratch_memory<T>(dst.numel());
 }
 
-// dst [N, C, H, W] = nhwc [N, H, W, C], unless nhwc already is dst's memory (nhwc_memory_for).
+// dst [N, C, (D,) H, W] = cl [N, (D,) H, W, C], unless cl already is dst's memory (channels_last_memory_for).
 template <typename T>
-void store_nhwc(const NhwcMemory<T>& nhwc, at::Tensor& dst, bool parallel) {
-  if (nhwc.data == dst.data_ptr()) return;
+void store_channels_last(const ChannelsLastMemory<T>& cl, at::Tensor& dst, bool parallel) {
+  if (cl.data == dst.data_ptr()) return;
   TORCH_INTERNAL_ASSERT(dst.is_contiguous());
-  const int64_t n = dst.size(0), c = dst.size(1), pixels = dst.size(2) * dst.size(3);
-  const T* src = nhwc.data;
+  const int64_t n = dst.size(0), c = dst.size(1), pixels = dst.numel() / (n * c);
+  const T* src = cl.data;
   T* out = data<T>(dst);
   constexpr int64_t kPixelBlock = 256;
   const int64_t blocks = ceil_div(pixels, kPixelBlock);
@@ -233,13 +261,20 @@ void transpose_matrices(const T* src, T* dst, int64_t count, int64_t rows, int64
   });
 }
 
-// Contiguous weight [K, Cg, R, S] with the lanes innermost: [G, reduction, R*S, width]; for the forward pass
-// reduction = Cg and lanes over Kg (each group's [Kg, Cg*R*S] matrix transposed), transposed reduction = Kg and
-// lanes over Cg (each output channel's [Cg, R*S] transposed). Register transposes: ATen's permuted copy took 7 ms
+// Taps of a weight [K, Cg, (T,) R, S]: T*R*S, in the order of its memory (t, then r, then s).
+int64_t kernel_taps(const at::Tensor& weight) {
+  int64_t taps = 1;
+  for (int64_t d = 2; d < weight.dim(); ++d) taps *= weight.size(d);
+  return taps;
+}
+
+// Contiguous weight [K, Cg, taps...] with the lanes innermost: [G, reduction, taps, width]; for the forward pass
+// reduction = Cg and lanes over Kg (each group's [Kg, Cg*taps] matrix transposed), transposed reduction = Kg and
+// lanes over Cg (each output channel's [Cg, taps] transposed). Register transposes: ATen's permuted copy took 7 ms
 // for 512x512x3x3.
 template <typename T>
 Scratch<T> lanes_innermost(const at::Tensor& w, int64_t groups, bool transposed) {
-  const int64_t k = w.size(0), cg = w.size(1), taps = w.size(2) * w.size(3);
+  const int64_t k = w.size(0), cg = w.size(1), taps = kernel_taps(w);
   Scratch<T> out(w.numel());
   if (transposed) {
     transpose_matrices(data<T>(w), out.get(), k, cg, taps);
@@ -261,14 +296,14 @@ void store_lane_pairs(const bf16* first, const bf16* second, int64_t lanes, uint
   std::fill(dst + lanes, dst + kBlockLanes, 0u);
 }
 
-// The packed weight that the kernels for T read: weight [K, Cg, R, S] -> [G, blocks, R*S, reduction, 64]: per
+// The packed weight that the kernels for T read: weight [K, Cg, taps...] -> [G, blocks, taps, reduction, 64]: per
 // group, blocks of 64 lanes (one tile's width, zero-padded) outermost so that the weights a tile streams are
 // contiguous (lanes and reduction as in lanes_innermost). In bfloat16, unless depthwise (no reduction), the
 // reduction is taken in pairs: [..., reduction/2, 64, 2], rows 2j and 2j+1 interleaved. Runs of lanes are copied
 // in plain loops (ATen's narrow + copy_ per block cost more than a small convolution).
 template <typename T>
 Scratch<T> packed_weight_for(const at::Tensor& weight, int64_t groups, bool transposed, bool depthwise) {
-  const int64_t kg = weight.size(0) / groups, cg = weight.size(1), taps = weight.size(2) * weight.size(3);
+  const int64_t kg = weight.size(0) / groups, cg = weight.size(1), taps = kernel_taps(weight);
   const int64_t width = transposed ? cg : kg, reduction = transposed ? kg : cg;
   const bool pairs = std::is_same_v<T, bf16> && !depthwise;
   TORCH_INTERNAL_ASSERT(!pairs || reduction % 2 == 0, "bfloat16 reductions are padded to pairs");
@@ -302,16 +337,16 @@ Scratch<T> packed_weight_for(const at::Tensor& weight, int64_t groups, bool tran
   return packed;
 }
 
-// grad weight as the kernels leave it, [G, R*S*Cg, Kg], -> weight's layout [G*Kg, Cg, R, S], by two
+// grad weight as the kernels leave it, [G, taps*Cg, Kg], -> weight's layout `sizes` [G*Kg, Cg, taps...], by two
 // register transposes (ATen's permuted copy took 17 ms for 512x512x3x3).
-at::Tensor unpacked_grad_weight(const float* dw, int64_t groups, int64_t cg, int64_t kg, int64_t r, int64_t s) {
-  const int64_t taps = r * s;
-  auto out = at::empty({groups * kg, cg, r, s}, at::kFloat);
+at::Tensor unpacked_grad_weight(const float* dw, int64_t groups, int64_t cg, int64_t kg, at::IntArrayRef sizes) {
+  auto out = at::empty(sizes, at::kFloat);
+  const int64_t taps = kernel_taps(out);
   if (taps == 1) {
     transpose_matrices(dw, out.data_ptr<float>(), groups, cg, kg);
     return out;
   }
-  Scratch<float> k_first(groups * kg * taps * cg);  // [G*Kg, R*S, Cg]
+  Scratch<float> k_first(groups * kg * taps * cg);  // [G*Kg, taps, Cg]
   transpose_matrices(dw, k_first.get(), groups, taps * cg, kg);
   transpose_matrices(k_first.get(), out.data_ptr<float>(), groups * kg, taps, cg);
   return out;
@@ -393,24 +428,28 @@ void run_tap_problem(const TapProblem<T>& pr, bool parallel) {
   });
 }
 
-// Offsets, in x_pad [N, Hp, Wp, C], of the top-left corner of the window of every output pixel (of every
-// `every`-th pixel of each output row).
-std::vector<int64_t> window_offsets(const Conv2dShape& s, const Conv2dParams& p, int64_t hp, int64_t wp,
+// Offsets, in x_pad [N, Dp, Hp, Wp, C] (`padded` = {Dp, Hp, Wp}), of the corner of the window of every output
+// pixel (of every `every`-th pixel of each output row).
+std::vector<int64_t> window_offsets(const Shape& s, const Params& p, const std::array<int64_t, 3>& padded,
                                     int64_t every = 1) {
   std::vector<int64_t> off;
-  off.reserve(s.n * s.ho * ceil_div(s.wo, every));
+  off.reserve(s.n * s.out[D] * s.out[H] * ceil_div(s.out[W], every));
   for (int64_t n = 0; n < s.n; ++n)
-    for (int64_t ho = 0; ho < s.ho; ++ho)
-      for (int64_t wo = 0; wo < s.wo; wo += every)
-        off.push_back(((n * hp + ho * p.stride_h) * wp + wo * p.stride_w) * s.c);
+    for (int64_t od = 0; od < s.out[D]; ++od)
+      for (int64_t oh = 0; oh < s.out[H]; ++oh)
+        for (int64_t ow = 0; ow < s.out[W]; ow += every)
+          off.push_back((((n * padded[D] + od * p.stride[D]) * padded[H] + oh * p.stride[H]) * padded[W] +
+                         ow * p.stride[W]) * s.c);
   return off;
 }
 
-// Offset of tap (r, s) from a window's corner in x_pad, for every tap in r-major order.
-std::vector<int64_t> tap_offsets(const Conv2dShape& s, const Conv2dParams& p, int64_t wp) {
+// Offset of tap (t, r, q) from a window's corner in x_pad, for every tap in the weight's order.
+std::vector<int64_t> tap_offsets(const Shape& s, const Params& p, const std::array<int64_t, 3>& padded) {
   std::vector<int64_t> off;
-  for (int64_t r = 0; r < s.r; ++r)
-    for (int64_t q = 0; q < s.s; ++q) off.push_back((r * p.dil_h * wp + q * p.dil_w) * s.c);
+  for (int64_t t = 0; t < s.kernel[D]; ++t)
+    for (int64_t r = 0; r < s.kernel[H]; ++r)
+      for (int64_t q = 0; q < s.kernel[W]; ++q)
+        off.push_back(((t * p.dil[D] * padded[H] + r * p.dil[H]) * padded[W] + q * p.dil[W]) * s.c);
   return off;
 }
 
@@ -465,13 +504,39 @@ AxisCut axis_cut(int64_t count, const std::vector<int64_t>& candidates, const Va
   return {std::move(segments), false};
 }
 
-// The output pixels' cuts along H and W by the taps that read inside the input (forward's and grad weight's).
-std::pair<AxisCut, AxisCut> output_cuts(const Conv2dShape& s, const Conv2dParams& p) {
-  const auto inside = [](int64_t at, int64_t size) { return at >= 0 && at < size; };
-  return {axis_cut(s.ho, indices(s.r),
-                   [&](int64_t o, int64_t r) { return inside(o * p.stride_h - p.pad_h + r * p.dil_h, s.h); }),
-          axis_cut(s.wo, indices(s.s),
-                   [&](int64_t o, int64_t q) { return inside(o * p.stride_w - p.pad_w + q * p.dil_w, s.w); })};
+// The output pixels' cuts along D, H and W by the taps that read inside the input (forward's and grad weight's).
+std::array<AxisCut, 3> output_cuts(const Shape& s, const Params& p) {
+  std::array<AxisCut, 3> cuts;
+  for (int a = 0; a < 3; ++a) {
+    cuts[a] = axis_cut(s.out[a], indices(s.kernel[a]), [&](int64_t o, int64_t r) {
+      const int64_t at = o * p.stride[a] - p.pad[a] + r * p.dil[a];
+      return at >= 0 && at < s.in[a];
+    });
+  }
+  return cuts;
+}
+
+// The rows of a problem are its pixels' (depth, height) pairs, j = d * h_count + h, and the kernel indices along
+// them are (t, r) pairs, t * h_kernel + r: the regions of run_regions then cover Conv3d with two axes. The cut
+// along them is every depth segment's rows when H is not cut, else each depth's height segments.
+AxisCut fold_depth(const AxisCut& d, const AxisCut& h, int64_t h_count, int64_t h_kernel) {
+  AxisCut rows{{}, d.reads_padding || h.reads_padding};
+  const auto taps = [&](const Segment& sd, const Segment& sh) {
+    std::vector<int64_t> pairs;
+    for (const int64_t t : sd.taps)
+      for (const int64_t r : sh.taps) pairs.push_back(t * h_kernel + r);
+    return pairs;
+  };
+  for (const auto& sd : d.segments) {
+    if (h.segments.size() == 1) {
+      const auto& sh = h.segments[0];
+      rows.segments.push_back({sd.begin * h_count + sh.begin, (sd.end - 1) * h_count + sh.end, taps(sd, sh)});
+      continue;
+    }
+    for (int64_t z = sd.begin; z < sd.end; ++z)
+      for (const auto& sh : h.segments) rows.segments.push_back({z * h_count + sh.begin, z * h_count + sh.end, taps(sd, sh)});
+  }
+  return rows;
 }
 
 // Images per step: enough for kRowsPerStep pixels and, when the axes are cut, for the smallest region to fill a
@@ -542,16 +607,20 @@ std::pair<int64_t, int64_t> grad_output_padding(int64_t in, int64_t out, int64_t
 
 // A strided 1x1 convolution without padding reads only every stride-th pixel: pick those first so that the
 // layout conversion touches only them, and run the convolution with stride 1.
-std::tuple<at::Tensor, Conv2dShape, Conv2dParams> subsampled_if_pointwise(const at::Tensor& input, Conv2dShape s,
-                                                                          Conv2dParams p) {
-  if (s.r != 1 || s.s != 1 || p.pad_h != 0 || p.pad_w != 0 || (p.stride_h == 1 && p.stride_w == 1)) {
-    return {input, s, p};
+std::tuple<at::Tensor, Shape, Params> subsampled_if_pointwise(const at::Tensor& input, Shape s, Params p) {
+  bool strided = false;
+  for (int a = 0; a < 3; ++a) {
+    if (s.kernel[a] != 1 || p.pad[a] != 0) return {input, s, p};
+    strided = strided || p.stride[a] > 1;
   }
-  const auto picked = input.slice(2, 0, (s.ho - 1) * p.stride_h + 1, p.stride_h)
-                          .slice(3, 0, (s.wo - 1) * p.stride_w + 1, p.stride_w);
-  s.h = s.ho;
-  s.w = s.wo;
-  p.stride_h = p.stride_w = 1;
+  if (!strided) return {input, s, p};
+  auto picked = input;
+  const int64_t first_axis = 5 - input.dim();  // a Conv2d's input has no D
+  for (int a = first_axis; a < 3; ++a) {
+    picked = picked.slice(2 + a - first_axis, 0, (s.out[a] - 1) * p.stride[a] + 1, p.stride[a]);
+    s.in[a] = s.out[a];
+    p.stride[a] = 1;
+  }
   return {picked, s, p};
 }
 
@@ -562,13 +631,13 @@ struct Grouping {
   bool depthwise;
 };
 
-Grouping grouping_of(const Conv2dShape& s, const Conv2dParams& p) {
+Grouping grouping_of(const Shape& s, const Params& p) {
   if (p.groups > 1 && p.groups == s.c && p.groups == s.k) return {1, 1, s.k, true};
   return {p.groups, s.c / p.groups, s.k / p.groups, false};
 }
 
 // bfloat16 reduces over channels in pairs: an odd count (with groups == 1 only, see direct_conv_path) gets one
-// zero channel more, in the weight (padded along `dim`) and in the data (padded_nhwc's `channels`).
+// zero channel more, in the weight (padded along `dim`) and in the data (padded_channels_last's `channels`).
 template <typename T>
 int64_t reduction_channels(int64_t channels, const Grouping& gr) {
   return std::is_same_v<T, bf16> && !gr.depthwise && channels % 2 != 0 ? channels + 1 : channels;
@@ -588,44 +657,59 @@ at::Tensor float_bias(const std::optional<at::Tensor>& bias) {
   return bias->scalar_type() == at::kFloat && bias->is_contiguous() ? *bias : bias->to(at::kFloat).contiguous();
 }
 
+// Sizes of the data once padded.
+std::array<int64_t, 3> padded_sizes(const std::array<int64_t, 3>& in, const Padding& pad) {
+  return {pad.before[D] + in[D] + pad.after[D], pad.before[H] + in[H] + pad.after[H],
+          pad.before[W] + in[W] + pad.after[W]};
+}
+
 template <typename T>
 at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, const std::optional<at::Tensor>& bias,
-                   const Conv2dShape& full_shape, const Conv2dParams& full_params) {
+                   const Shape& full_shape, const Params& full_params) {
   auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
   const int64_t channels = reduction_channels<T>(s.c, grouping_of(s, p));
   const auto weight = zero_padded(full_weight, 1, channels - s.c);
   s.c = channels;
   const auto gr = grouping_of(s, p);
-  const int64_t kg = gr.kg, cg = gr.cg;
+  const int64_t kg = gr.kg, cg = gr.cg, kernel_w = s.kernel[W];
   const auto w = packed_weight_for<T>(weight, gr.groups, /*transposed=*/false, gr.depthwise);
   const auto b = float_bias(bias);
-  auto out = at::empty({s.n, s.k, s.ho, s.wo}, input.options().memory_format(full_input.suggest_memory_format()));
+  auto out = at::empty(sizes_of(s.n, s.k, s.out, full_input.dim() - 2),
+                       input.options().memory_format(full_input.suggest_memory_format()));
   // A narrow input (a stem) gives each tap too short a reduction to keep the tile busy. Without dilation along W,
   // the taps of a kernel row are contiguous in x_pad and in the packed weight: they run as one tap over S * C
   // (kernel index 0 along W).
-  const bool merge_row_taps = gr.groups == 1 && !gr.depthwise && p.dil_w == 1 && s.s > 1 && cg * s.s <= kBlockLanes;
-  const int64_t tap_reduction = merge_row_taps ? s.s * cg : cg;
-  auto [cut_h, cut_w] = output_cuts(s, p);
-  if (merge_row_taps) cut_w = whole_axis(s.wo, {0}, p.pad_w > 0);  // one tap per kernel row: W is not cut
-  const int64_t top = cut_h.reads_padding ? p.pad_h : 0, left = cut_w.reads_padding ? p.pad_w : 0;
-  const int64_t hp = s.h + 2 * top, wp = s.w + 2 * left;
-  const auto tap = [&](int64_t r, int64_t q) {
-    return std::pair<int64_t, int64_t>{(r * p.dil_h * wp + q * p.dil_w) * s.c,
-                                       (r * (merge_row_taps ? 1 : s.s) + q) * tap_reduction * kBlockLanes};
+  const bool merge_row_taps =
+      gr.groups == 1 && !gr.depthwise && p.dil[W] == 1 && kernel_w > 1 && cg * kernel_w <= kBlockLanes;
+  const int64_t tap_reduction = merge_row_taps ? kernel_w * cg : cg;
+  auto cuts = output_cuts(s, p);
+  if (merge_row_taps) cuts[W] = whole_axis(s.out[W], {0}, p.pad[W] > 0);  // one tap per kernel row: W is not cut
+  const auto pad = symmetric_padding(p.pad, {cuts[D].reads_padding, cuts[H].reads_padding, cuts[W].reads_padding});
+  const auto padded = padded_sizes(s.in, pad);
+  const auto rows = fold_depth(cuts[D], cuts[H], s.out[H], s.kernel[H]);
+  const auto tap = [&](int64_t tr, int64_t q) {
+    const int64_t t = tr / s.kernel[H], r = tr % s.kernel[H];
+    return std::pair<int64_t, int64_t>{
+        ((t * p.dil[D] * padded[H] + r * p.dil[H]) * padded[W] + q * p.dil[W]) * s.c,
+        (tr * (merge_row_taps ? 1 : kernel_w) + q) * tap_reduction * kBlockLanes};
   };
-  const auto corner = [&](int64_t n, int64_t oh, int64_t ow) {
-    return ((n * hp + oh * p.stride_h - p.pad_h + top) * wp + ow * p.stride_w - p.pad_w + left) * s.c;
+  const auto corner = [&](int64_t n, int64_t j, int64_t ow) {
+    const int64_t od = j / s.out[H], oh = j % s.out[H];
+    const auto at = [&](int a, int64_t o) { return o * p.stride[a] - p.pad[a] + pad.before[a]; };
+    return (((n * padded[D] + at(D, od)) * padded[H] + at(H, oh)) * padded[W] + at(W, ow)) * s.c;
   };
-  const auto output = [&](int64_t n, int64_t oh, int64_t ow) { return ((n * s.ho + oh) * s.wo + ow) * s.k; };
+  const auto output = [&](int64_t n, int64_t j, int64_t ow) {
+    return ((n * s.out[D] * s.out[H] + j) * s.out[W] + ow) * s.k;
+  };
 
-  const int64_t step = images_per_step(s.ho * s.wo, s.h * s.w * s.c * int64_t(sizeof(T)), {{cut_h, cut_w}});
+  const int64_t step = images_per_step(s.out_pixels(), s.in_pixels() * s.c * int64_t(sizeof(T)), {{rows, cuts[W]}});
   over_image_steps(s.n, step, [&](int64_t first, int64_t count, bool parallel) {
-    const auto x_pad = padded_nhwc<T>(images(input, first, count), top, top, left, left, parallel, channels);
+    const auto x_pad = padded_channels_last<T>(images(input, first, count), pad, parallel, channels);
     auto out_step = images(out, first, count);
-    const auto out_nhwc = nhwc_memory_for<T>(out_step);
+    const auto out_cl = channels_last_memory_for<T>(out_step);
     TapProblem<T> pr;
     pr.a = x_pad.data;
-    pr.c = out_nhwc.data;
+    pr.c = out_cl.data;
     pr.reduction = tap_reduction;
     pr.b = w.get();
     pr.width = kg;
@@ -633,65 +717,83 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
     pr.groups = gr.groups;
     pr.a_group = cg;
     pr.c_group = kg;
-    pr.b_block = s.r * s.s * cg * kBlockLanes;
+    pr.b_block = s.kernel_taps() * cg * kBlockLanes;
     pr.depthwise = gr.depthwise;
-    run_regions(std::move(pr), count, cut_h, cut_w, parallel, tap, corner, output);
-    store_nhwc<T>(out_nhwc, out_step, parallel);
+    run_regions(std::move(pr), count, rows, cuts[W], parallel, tap, corner, output);
+    store_channels_last<T>(out_cl, out_step, parallel);
   });
   return out;
 }
 
+// One stride phase of grad input: the input pixels at phase[a] + stride[a] * j along each axis a. Along an axis,
+// such a pixel reads grad_output at j + (phase + pad - r * dil) / stride for the kernel indices r where that
+// division is exact (its candidates).
+struct Phase {
+  std::array<int64_t, 3> phase;
+  std::array<AxisCut, 3> cuts;  // of the phase's pixels along each axis
+  AxisCut rows;                 // cuts[D] and cuts[H] folded (fold_depth)
+  int64_t h_count;              // the phase's pixels along H
+};
+
+std::vector<Phase> grad_input_phases(const Shape& s, const Params& p) {
+  const auto cut = [&](int a, int64_t phase) {
+    std::vector<int64_t> candidates;
+    for (int64_t r = 0; r < s.kernel[a]; ++r) {
+      if ((((phase + p.pad[a] - r * p.dil[a]) % p.stride[a]) + p.stride[a]) % p.stride[a] == 0) candidates.push_back(r);
+    }
+    return axis_cut(ceil_div(s.in[a] - phase, p.stride[a]), candidates, [&](int64_t j, int64_t r) {
+      const int64_t row = j + (phase + p.pad[a] - r * p.dil[a]) / p.stride[a];
+      return row >= 0 && row < s.out[a];
+    });
+  };
+  std::vector<Phase> phases;
+  for (int64_t pd = 0; pd < std::min(p.stride[D], s.in[D]); ++pd) {
+    for (int64_t ph = 0; ph < std::min(p.stride[H], s.in[H]); ++ph) {
+      for (int64_t pw = 0; pw < std::min(p.stride[W], s.in[W]); ++pw) {
+        Phase phase{{pd, ph, pw}, {cut(D, pd), cut(H, ph), cut(W, pw)}, {}, ceil_div(s.in[H] - ph, p.stride[H])};
+        phase.rows = fold_depth(phase.cuts[D], phase.cuts[H], phase.h_count, s.kernel[H]);
+        phases.push_back(std::move(phase));
+      }
+    }
+  }
+  return phases;
+}
+
 template <typename T>
-at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weight, const Conv2dShape& shape,
-                      const Conv2dParams& p, at::MemoryFormat format) {
+at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weight, const Shape& shape,
+                      const Params& p, at::MemoryFormat format) {
   const int64_t channels = reduction_channels<T>(shape.k, grouping_of(shape, p));  // grad_output's, padded
   const auto weight = zero_padded(full_weight, 0, channels - shape.k);
-  Conv2dShape s = shape;
+  Shape s = shape;
   s.k = channels;
   const auto gr = grouping_of(s, p);
   // Reduction over a group's output channels, vectors over its input channels (depthwise: no reduction).
   const int64_t reduction = gr.depthwise ? 1 : gr.kg, width = gr.depthwise ? s.c : gr.cg;
   const auto w = packed_weight_for<T>(weight, gr.groups, /*transposed=*/!gr.depthwise, gr.depthwise);
-  auto dx = at::empty({s.n, s.c, s.h, s.w}, grad_output.options().memory_format(format));
+  auto dx = at::empty(sizes_of(s.n, s.c, s.in, grad_output.dim() - 2), grad_output.options().memory_format(format));
 
-  // Input row ih = phase + stride * j reads grad_output row j + (phase + pad - r * dil) / stride with the kernel
-  // rows r for which that division is exact (its candidates); the same along W.
-  const auto phase_cut = [](int64_t phase, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
-                            int64_t dil) {
-    std::vector<int64_t> candidates;
-    for (int64_t r = 0; r < kernel; ++r) {
-      if ((((phase + pad - r * dil) % stride) + stride) % stride == 0) candidates.push_back(r);
-    }
-    return axis_cut(ceil_div(in - phase, stride), candidates, [&](int64_t j, int64_t r) {
-      const int64_t row = j + (phase + pad - r * dil) / stride;
-      return row >= 0 && row < out;
-    });
-  };
-  std::vector<std::pair<AxisCut, AxisCut>> cuts;  // per phase (ph, pw), ph-major
-  bool pad_h = false, pad_w = false;
-  for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
-    for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw) {
-      cuts.emplace_back(phase_cut(ph, s.h, s.ho, s.r, p.stride_h, p.pad_h, p.dil_h),
-                        phase_cut(pw, s.w, s.wo, s.s, p.stride_w, p.pad_w, p.dil_w));
-      pad_h = pad_h || cuts.back().first.reads_padding;
-      pad_w = pad_w || cuts.back().second.reads_padding;
+  const auto phases = grad_input_phases(s, p);
+  Padding pad;
+  std::vector<std::pair<AxisCut, AxisCut>> regions;
+  for (const auto& phase : phases) regions.emplace_back(phase.rows, phase.cuts[W]);
+  for (int a = 0; a < 3; ++a) {
+    bool reads_padding = false;
+    for (const auto& phase : phases) reads_padding = reads_padding || phase.cuts[a].reads_padding;
+    if (reads_padding) {
+      std::tie(pad.before[a], pad.after[a]) =
+          grad_output_padding(s.in[a], s.out[a], s.kernel[a], p.stride[a], p.pad[a], p.dil[a]);
     }
   }
-  const auto [top, bottom] = pad_h ? grad_output_padding(s.h, s.ho, s.r, p.stride_h, p.pad_h, p.dil_h)
-                                   : std::pair<int64_t, int64_t>{0, 0};
-  const auto [left, right] = pad_w ? grad_output_padding(s.w, s.wo, s.s, p.stride_w, p.pad_w, p.dil_w)
-                                   : std::pair<int64_t, int64_t>{0, 0};
-  const int64_t hgp = s.ho + top + bottom, wgp = s.wo + left + right;
+  const auto padded = padded_sizes(s.out, pad);
 
-  const int64_t step = images_per_step(s.h * s.w, s.ho * s.wo * s.k * int64_t(sizeof(T)), cuts);
+  const int64_t step = images_per_step(s.in_pixels(), s.out_pixels() * s.k * int64_t(sizeof(T)), regions);
   over_image_steps(s.n, step, [&](int64_t first, int64_t count, bool parallel) {
-    const auto go_pad =
-        padded_nhwc<T>(images(grad_output, first, count), top, bottom, left, right, parallel, channels);
+    const auto go_pad = padded_channels_last<T>(images(grad_output, first, count), pad, parallel, channels);
     auto dx_step = images(dx, first, count);
-    const auto dx_nhwc = nhwc_memory_for<T>(dx_step);
+    const auto dx_cl = channels_last_memory_for<T>(dx_step);
     TapProblem<T> pr;
     pr.a = go_pad.data;
-    pr.c = dx_nhwc.data;
+    pr.c = dx_cl.data;
     pr.reduction = reduction;
     pr.b = w.get();
     pr.width = width;
@@ -699,37 +801,40 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
     pr.groups = gr.groups;
     pr.a_group = gr.kg;
     pr.c_group = gr.cg;
-    pr.b_block = s.r * s.s * reduction * kBlockLanes;
+    pr.b_block = s.kernel_taps() * reduction * kBlockLanes;
     pr.depthwise = gr.depthwise;
-    size_t phase = 0;
-    for (int64_t ph = 0; ph < std::min(p.stride_h, s.h); ++ph) {
-      for (int64_t pw = 0; pw < std::min(p.stride_w, s.w); ++pw, ++phase) {
-        const auto tap = [&](int64_t r, int64_t q) {
-          const int64_t rows = (ph + p.pad_h - r * p.dil_h) / p.stride_h;
-          const int64_t cols = (pw + p.pad_w - q * p.dil_w) / p.stride_w;
-          return std::pair<int64_t, int64_t>{(rows * wgp + cols) * s.k, (r * s.s + q) * reduction * kBlockLanes};
-        };
-        const auto corner = [&](int64_t n, int64_t j, int64_t i) {
-          return ((n * hgp + j + top) * wgp + i + left) * s.k;
-        };
-        const auto output = [&](int64_t n, int64_t j, int64_t i) {
-          return ((n * s.h + ph + j * p.stride_h) * s.w + pw + i * p.stride_w) * s.c;
-        };
-        run_regions(pr, count, cuts[phase].first, cuts[phase].second, parallel, tap, corner, output);
-      }
+    for (const auto& ph : phases) {
+      const auto shift = [&](int a, int64_t r) { return (ph.phase[a] + p.pad[a] - r * p.dil[a]) / p.stride[a]; };
+      const auto tap = [&](int64_t tr, int64_t q) {
+        const int64_t t = tr / s.kernel[H], r = tr % s.kernel[H];
+        return std::pair<int64_t, int64_t>{
+            ((shift(D, t) * padded[H] + shift(H, r)) * padded[W] + shift(W, q)) * s.k,
+            (tr * s.kernel[W] + q) * reduction * kBlockLanes};
+      };
+      const auto corner = [&](int64_t n, int64_t j, int64_t i) {
+        const int64_t jd = j / ph.h_count, jh = j % ph.h_count;
+        return (((n * padded[D] + jd + pad.before[D]) * padded[H] + jh + pad.before[H]) * padded[W] + i +
+                pad.before[W]) * s.k;
+      };
+      const auto output = [&](int64_t n, int64_t j, int64_t i) {
+        const auto at = [&](int a, int64_t k) { return ph.phase[a] + k * p.stride[a]; };
+        const int64_t jd = j / ph.h_count, jh = j % ph.h_count;
+        return (((n * s.in[D] + at(D, jd)) * s.in[H] + at(H, jh)) * s.in[W] + at(W, i)) * s.c;
+      };
+      run_regions(pr, count, ph.rows, ph.cuts[W], parallel, tap, corner, output);
     }
-    store_nhwc<T>(dx_nhwc, dx_step, parallel);
+    store_channels_last<T>(dx_cl, dx_step, parallel);
   });
   return dx;
 }
 
-// One step of images of grad weight as the pixel-sum kernels read them: x_pad [n, Hp, Wp, C], grad_output
+// One step of images of grad weight as the pixel-sum kernels read them: x_pad [n, Dp, Hp, Wp, C], grad_output
 // [n * pixels, K] and the offset of every pixel's window in x_pad. In bfloat16 each element holds the values
 // of two neighbouring pixels of an output row (PixelSumTileOf<uint32_t>): x_pad at w and at w + stride_w,
 // grad_output at 2j and 2j + 1 (zero past the row's end), and the windows are those of the pairs' first pixels.
 template <typename E>
 struct PixelStep {
-  NhwcMemory<E> x, g;
+  ChannelsLastMemory<E> x, g;
   std::vector<int64_t> pix_off;
 };
 
@@ -737,28 +842,30 @@ template <typename E>
 constexpr int64_t kPixelsPerElement = std::is_same_v<E, float> ? 1 : 2;
 
 template <typename E>
-PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, const Conv2dShape& step,
-                     const Conv2dParams& p) {
-  const int64_t hp = step.h + 2 * p.pad_h, wp = step.w + 2 * p.pad_w;
-  auto pix_off = window_offsets(step, p, hp, wp, kPixelsPerElement<E>);
+PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, const Shape& step, const Params& p) {
+  const auto pad = symmetric_padding(p.pad, {true, true, true});
+  const auto padded = padded_sizes(step.in, pad);
+  auto pix_off = window_offsets(step, p, padded, kPixelsPerElement<E>);
   if constexpr (std::is_same_v<E, float>) {
-    return {padded_nhwc<float>(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w, false),
-            padded_nhwc<float>(grad_output, 0, 0, 0, 0, false), std::move(pix_off)};
+    return {padded_channels_last<float>(input, pad, false), padded_channels_last<float>(grad_output, {}, false),
+            std::move(pix_off)};
   } else {
-    const auto x = padded_nhwc<bf16>(input, p.pad_h, p.pad_h, p.pad_w, p.pad_w + p.stride_w, false);
-    const auto go = padded_nhwc<bf16>(grad_output, 0, 0, 0, 0, false);
-    const int64_t c = step.c, k = step.k, pairs = ceil_div(step.wo, 2);
-    auto x_pairs = scratch_memory<uint32_t>(step.n * hp * wp * c);
-    auto g_pairs = scratch_memory<uint32_t>(step.n * step.ho * pairs * k);
-    for (int64_t row = 0; row < step.n * hp; ++row) {
-      const bf16* src = x.data + row * (wp + p.stride_w) * c;
-      kernels::interleave_bf16(src, src + p.stride_w * c, x_pairs.data + row * wp * c, wp * c);
+    auto pad_pairs = pad;
+    pad_pairs.after[W] += p.stride[W];
+    const auto x = padded_channels_last<bf16>(input, pad_pairs, false);
+    const auto go = padded_channels_last<bf16>(grad_output, {}, false);
+    const int64_t c = step.c, k = step.k, wp = padded[W], wo = step.out[W], pairs = ceil_div(wo, 2);
+    const int64_t x_rows = step.n * padded[D] * padded[H], g_rows = step.n * step.out[D] * step.out[H];
+    auto x_pairs = scratch_memory<uint32_t>(x_rows * wp * c);
+    auto g_pairs = scratch_memory<uint32_t>(g_rows * pairs * k);
+    for (int64_t row = 0; row < x_rows; ++row) {
+      const bf16* src = x.data + row * (wp + p.stride[W]) * c;
+      kernels::interleave_bf16(src, src + p.stride[W] * c, x_pairs.data + row * wp * c, wp * c);
     }
-    for (int64_t row = 0; row < step.n * step.ho; ++row) {
+    for (int64_t row = 0; row < g_rows; ++row) {
       for (int64_t j = 0; j < pairs; ++j) {
-        const bf16* first = go.data + (row * step.wo + 2 * j) * k;
-        kernels::interleave_bf16(first, 2 * j + 1 < step.wo ? first + k : nullptr,
-                                 g_pairs.data + (row * pairs + j) * k, k);
+        const bf16* first = go.data + (row * wo + 2 * j) * k;
+        kernels::interleave_bf16(first, 2 * j + 1 < wo ? first + k : nullptr, g_pairs.data + (row * pairs + j) * k, k);
       }
     }
     return {std::move(x_pairs), std::move(g_pairs), std::move(pix_off)};
@@ -808,17 +915,18 @@ void sum_pixels(const PixelChunk<E>& chunk, const std::vector<int64_t>& row_off,
 // The pixel sums of one step of images, region by region (see Segment): each region's grad_output rows are
 // gathered into `g_rows` and summed only into the dw rows of its valid taps, in runs of consecutive taps (a tile
 // writes consecutive dw rows). dw must start at zero: a region adds into the rows of its taps only.
-void sum_pixels_by_regions(const PixelStep<float>& step, int64_t images, const Conv2dShape& s,
-                           const AxisCut& h, const AxisCut& w, const std::vector<int64_t>& row_off,
-                           const Grouping& gr, float* g_rows, float* dw) {
+void sum_pixels_by_regions(const PixelStep<float>& step, int64_t images, const Shape& s, const AxisCut& rows,
+                           const AxisCut& w, const std::vector<int64_t>& row_off, const Grouping& gr, float* g_rows,
+                           float* dw) {
   std::vector<int64_t> pix_off;
-  for (const auto& sh : h.segments) {
+  const int64_t rows_per_image = s.out[D] * s.out[H];
+  for (const auto& sr : rows.segments) {
     for (const auto& sw : w.segments) {
       pix_off.clear();
       for (int64_t n = 0; n < images; ++n) {
-        for (int64_t oh = sh.begin; oh < sh.end; ++oh) {
+        for (int64_t j = sr.begin; j < sr.end; ++j) {
           for (int64_t ow = sw.begin; ow < sw.end; ++ow) {
-            const int64_t pixel = (n * s.ho + oh) * s.wo + ow;
+            const int64_t pixel = (n * rows_per_image + j) * s.out[W] + ow;
             std::copy(step.g.data + pixel * s.k, step.g.data + (pixel + 1) * s.k,
                       g_rows + static_cast<int64_t>(pix_off.size()) * s.k);
             pix_off.push_back(step.pix_off[pixel]);
@@ -826,8 +934,8 @@ void sum_pixels_by_regions(const PixelStep<float>& step, int64_t images, const C
         }
       }
       std::vector<int64_t> taps;
-      for (const int64_t r : sh.taps)
-        for (const int64_t q : sw.taps) taps.push_back(r * s.s + q);
+      for (const int64_t tr : sr.taps)
+        for (const int64_t q : sw.taps) taps.push_back(tr * s.kernel[W] + q);
       const int64_t pixels = static_cast<int64_t>(pix_off.size());
       for (int64_t chunk = 0; chunk < pixels; chunk += kChunkPixels) {
         const PixelChunk<float> part{step.x.data, pix_off.data() + chunk, std::min(kChunkPixels, pixels - chunk),
@@ -843,21 +951,24 @@ void sum_pixels_by_regions(const PixelStep<float>& step, int64_t images, const C
 
 // E: the kernels' element, float or uint32_t (bfloat16 pairs).
 template <typename E>
-at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_input, const Conv2dShape& full_shape,
-                       const Conv2dParams& full_params) {
+at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_input, const Shape& full_shape,
+                       const Params& full_params) {
   const auto [input, s, p] = subsampled_if_pointwise(full_input, full_shape, full_params);
   const auto gr = grouping_of(s, p);
-  const int64_t wp = s.w + 2 * p.pad_w, taps = s.r * s.s, rows = taps * gr.cg;
-  const auto tap_off = tap_offsets(s, p, wp);
+  const int64_t taps = s.kernel_taps(), rows = taps * gr.cg;
+  const auto tap_off = tap_offsets(s, p, padded_sizes(s.in, symmetric_padding(p.pad, {true, true, true})));
   std::vector<int64_t> row_off(rows);
   for (int64_t t = 0; t < taps; ++t)
     for (int64_t c = 0; c < gr.cg; ++c) row_off[t * gr.cg + c] = tap_off[t] + c;
   // float32 skips the taps that read padding, as forward does; bfloat16 sums pairs of neighbouring pixels,
   // which a region's edge would split.
-  const auto [cut_h, cut_w] = std::is_same_v<E, float>
-      ? output_cuts(s, p)
-      : std::pair<AxisCut, AxisCut>{whole_axis(s.ho, indices(s.r), true), whole_axis(s.wo, indices(s.s), true)};
-  const bool by_regions = cut_h.segments.size() > 1 || cut_w.segments.size() > 1;
+  const int64_t rows_per_image = s.out[D] * s.out[H];
+  const auto cuts = output_cuts(s, p);
+  const auto [cut_rows, cut_w] = std::is_same_v<E, float>
+      ? std::pair<AxisCut, AxisCut>{fold_depth(cuts[D], cuts[H], s.out[H], s.kernel[H]), cuts[W]}
+      : std::pair<AxisCut, AxisCut>{whole_axis(rows_per_image, indices(s.kernel[D] * s.kernel[H]), true),
+                                    whole_axis(s.out[W], indices(s.kernel[W]), true)};
+  const bool by_regions = cut_rows.segments.size() > 1 || cut_w.segments.size() > 1;
 
   // The batch is cut into one slice of images per thread; each thread sums its slice into its own partial
   // dw, in steps of images converted to channels-last in its cache and chunks of pixels that every tile
@@ -865,12 +976,12 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
   const int64_t slices = at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, s.n);
   const int64_t dw_size = gr.groups * rows * gr.kg;
   Scratch<float> partial(slices * dw_size);  // [slices, G, rows, Kg]
-  const int64_t pixels_per_image = s.ho * ceil_div(s.wo, kPixelsPerElement<E>);
+  const int64_t pixels_per_image = rows_per_image * ceil_div(s.out[W], kPixelsPerElement<E>);
   const int64_t step_images = by_regions
-      ? images_per_step(s.ho * s.wo, s.h * s.w * s.c * int64_t(sizeof(float)), {{cut_h, cut_w}})
+      ? images_per_step(s.out_pixels(), s.in_pixels() * s.c * int64_t(sizeof(float)), {{cut_rows, cut_w}})
       : ceil_div(kChunkPixels, pixels_per_image);
   at::parallel_for(0, slices, 1, [&](int64_t first_slice, int64_t last_slice) {
-    Scratch<float> g_rows(by_regions ? step_images * s.ho * s.wo * s.k : 0);
+    Scratch<float> g_rows(by_regions ? step_images * s.out_pixels() * s.k : 0);
     for (int64_t slice = first_slice; slice < last_slice; ++slice) {
       const int64_t image_end = (slice + 1) * s.n / slices;
       float* dw = partial.get() + slice * dw_size;
@@ -878,12 +989,12 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
       bool accumulate = false;
       for (int64_t first = slice * s.n / slices; first < image_end; first += step_images) {
         const int64_t count = std::min(step_images, image_end - first);
-        Conv2dShape step = s;
+        Shape step = s;
         step.n = count;
         const auto chunk_step = pixel_step<E>(images(input, first, count), images(grad_output, first, count), step, p);
         if constexpr (std::is_same_v<E, float>) {
           if (by_regions) {
-            sum_pixels_by_regions(chunk_step, count, s, cut_h, cut_w, row_off, gr, g_rows.get(), dw);
+            sum_pixels_by_regions(chunk_step, count, s, cut_rows, cut_w, row_off, gr, g_rows.get(), dw);
             continue;
           }
         }
@@ -898,12 +1009,13 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
     }
   });
   for (int64_t slice = 1; slice < slices; ++slice) add_into(partial.get(), partial.get() + slice * dw_size, dw_size);
-  return unpacked_grad_weight(partial.get(), gr.groups, gr.cg, gr.kg, s.r, s.s).to(input.scalar_type());
+  const auto sizes = sizes_of(gr.groups * gr.kg, gr.cg, s.kernel, full_input.dim() - 2);
+  return unpacked_grad_weight(partial.get(), gr.groups, gr.cg, gr.kg, sizes).to(input.scalar_type());
 }
 
 }  // namespace
 
-DirectPath direct_conv_path(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p) {
+DirectPath direct_conv_path(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p) {
   if (!input.device().is_cpu()) return DirectPath::none;
   const auto gr = grouping_of(s, p);
   // Narrow groups (other than depthwise) would leave most vector lanes idle: GEMM handles them.
@@ -917,19 +1029,19 @@ DirectPath direct_conv_path(const at::Tensor& input, const Conv2dShape& s, const
 }
 
 at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,
-                               const std::optional<at::Tensor>& bias, const Conv2dShape& s, const Conv2dParams& p) {
+                               const std::optional<at::Tensor>& bias, const Conv3dShape& s, const Conv3dParams& p) {
   return input.scalar_type() == at::kBFloat16 ? forward<bf16>(input, weight, bias, s, p)
                                               : forward<float>(input, weight, bias, s, p);
 }
 
-at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv2dShape& s,
-                                  const Conv2dParams& p, at::MemoryFormat format) {
+at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv3dShape& s,
+                                  const Conv3dParams& p, at::MemoryFormat format) {
   return grad_output.scalar_type() == at::kBFloat16 ? grad_input<bf16>(grad_output, weight, s, p, format)
                                                     : grad_input<float>(grad_output, weight, s, p, format);
 }
 
-at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dShape& s,
-                                   const Conv2dParams& p) {
+at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Conv3dShape& s,
+                                   const Conv3dParams& p) {
   return input.scalar_type() == at::kBFloat16 ? grad_weight<uint32_t>(grad_output, input, s, p)
                                               : grad_weight<float>(grad_output, input, s, p);
 }

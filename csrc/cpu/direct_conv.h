@@ -1,7 +1,7 @@
 // Direct convolution on the CPU (float32 on AVX-512, bfloat16 with float32 sums on AVX-512 BF16): no im2col
-// buffer, channels-last data, a register-blocked micro-kernel (direct_conv_kernels.h). conv2d.cpp uses it where
-// conv2d_path() (kernel_path.h) picks it, and falls back to im2col + GEMM elsewhere (other dtypes, CPUs without these
-// instructions, depthwise-like groups).
+// buffer, channels-last data, a register-blocked micro-kernel (direct_conv_kernels.h). conv2d.cpp and conv3d.cpp
+// use it where conv2d_path() / conv3d_path() (kernel_path.h) pick it, and fall back to im2col + GEMM elsewhere
+// (other dtypes, CPUs without these instructions, depthwise-like groups). A Conv2d comes as_volume (depth 1).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -11,18 +11,18 @@ namespace cnnext::cpu {
 
 enum class DirectPath { none, avx512_float32, avx512_bfloat16 };
 
-// The one place that decides which CPU kernel a Conv2d (and the float32 Conv3d's depth taps) runs on: the
-// dtype, the CPU's instructions, CNNEXT_CPU_KERNEL ("gemm": never direct; "avx512": no BF16 instructions)
-// and the grouping. none: im2col + GEMM.
-DirectPath direct_conv_path(const at::Tensor& input, const Conv2dShape& s, const Conv2dParams& p);
+// The one place that decides which CPU kernel a Conv2d or Conv3d runs on: the dtype, the CPU's instructions,
+// CNNEXT_CPU_KERNEL ("gemm": never direct; "avx512": no BF16 instructions) and the grouping. none: im2col + GEMM.
+DirectPath direct_conv_path(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p);
 
-// The output comes in input's suggested memory format, grad_input in `format`.
+// Tensors are [N, C, H, W] for a Conv2d, [N, C, D, H, W] for a Conv3d. The output comes in input's suggested
+// memory format, grad_input in `format`.
 at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,
-                               const std::optional<at::Tensor>& bias, const Conv2dShape& s, const Conv2dParams& p);
-at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv2dShape& s,
-                                  const Conv2dParams& p, at::MemoryFormat format);
-// Returns grad_weight in weight's [K, C/groups, R, S] contiguous layout.
-at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Conv2dShape& s,
-                                   const Conv2dParams& p);
+                               const std::optional<at::Tensor>& bias, const Conv3dShape& s, const Conv3dParams& p);
+at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv3dShape& s,
+                                  const Conv3dParams& p, at::MemoryFormat format);
+// Returns grad_weight in weight's [K, C/groups, (T,) R, S] contiguous layout.
+at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Conv3dShape& s,
+                                   const Conv3dParams& p);
 
 }  // namespace cnnext::cpu

@@ -19,9 +19,6 @@ inline int64_t row_grain(int64_t values_per_row) {
   return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, values_per_row));
 }
 
-using Conv3dParams = ConvNdParams<3>;
-using Conv3dShape = ConvNdShape<3>;
-
 // One output voxel's column row when groups == 1 and the width dilation is 1: for each kernel row (t, r)
 // the S taps read x[id, ih, iw0 : iw0 + S, :], one run of S*C values (zeros where it leaves the input).
 // Returns the end of the row written.

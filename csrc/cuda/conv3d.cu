@@ -19,9 +19,6 @@
 namespace cnnext::cuda {
 namespace {
 
-using Conv3dParams = ConvNdParams<3>;
-using Conv3dShape = ConvNdShape<3>;
-
 constexpr const char* kOp = "conv3d";
 constexpr int64_t kColumnBytes = 256 << 20;  // upper bound of one vol2col buffer (unless one volume needs more)
 
