@@ -40,6 +40,7 @@ SHAPES = [
     (4, 16, 16, 16, 24, (3, 3), 1, 0, 5, 1),       # unpadded dilation 5: grad input cut into regions
     (2, 8, 3, 3, 8, (3, 3), 1, 3, 1, 1),           # border outputs that read only padding: bias alone
     (6, 3, 10, 10, 16, (7, 7), 2, 3, 1, 1),        # stem with merged row taps, rows cut into regions
+    (2, 16, 31, 66, 20, (3, 3), 1, 1, 1, 1),       # NCHW rows 8184 / 4092 bytes apart: 4 KB-aliasing copy
 ]
 # Both sides multiply the same bfloat16 values exactly and sum in float32 (the reference in float64), so they
 # differ by float32 summation error plus one rounding of the result to bfloat16 (2^-8 relative); relative to the
