@@ -96,6 +96,7 @@ def test_empty_window():
 def test_nan_and_inf_like_torch():
     x = torch.randn(2, 3, 6, 6)
     x[0, 0, 1, 1] = float("nan")
+    x[0, 0, 0, 1] = float("nan")  # two NaNs in one window: PyTorch reports the last one scanned
     x[0, 1, :3, :3] = float("-inf")
     x[1, 2, 4, 4] = float("inf")
     for kwargs in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2)):

@@ -39,32 +39,76 @@ Window max_window(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_
   return {begin, end};
 }
 
+// The max of one window, branch-free (on random data, a branch per comparison was mispredicted half the time):
+// the first largest value in scan order, a NaN winning over numbers (the last NaN, as PyTorch's loop gives).
+template <typename T>
+struct WindowMax {
+  T best = -std::numeric_limits<T>::infinity();
+  int64_t index;
+
+  void add(T value, int64_t at) {
+    const bool take = value > best || std::isnan(value);
+    best = take ? value : best;
+    index = take ? at : index;
+  }
+};
+
+// Output columns [begin, end) whose windows lie inside the input along W, unclipped.
+Window interior_columns(const Pool2dShape& s, const Pool2dParams& p) {
+  const int64_t begin = std::min(s.wo, (p.pad_w + p.stride_w - 1) / p.stride_w);
+  const int64_t span = (p.kernel_w - 1) * p.dil_w + 1;
+  const int64_t end = s.w + p.pad_w >= span ? std::min(s.wo, (s.w + p.pad_w - span) / p.stride_w + 1) : 0;
+  return {begin, std::max(begin, end)};
+}
+
+// Plane by plane, row by row. The columns whose windows lie inside the input go across the output row at once:
+// for each window position (ih, kw) in scan order, one pass over the row's outputs, which the compiler
+// vectorizes (indices in int32 while they fit); the few border columns go one window at a time.
 template <typename T>
 void max_pool2d_planes(const T* x, T* y, int64_t* indices, const Pool2dShape& s, const Pool2dParams& p) {
   const int64_t in_plane = s.h * s.w, out_plane = s.ho * s.wo;
+  const auto interior = in_plane < std::numeric_limits<int32_t>::max() ? interior_columns(s, p) : Window{0, 0};
+  std::vector<Window> cols(s.wo);
+  for (int64_t ow = 0; ow < s.wo; ++ow) cols[ow] = max_window(ow, p.stride_w, p.pad_w, p.kernel_w, p.dil_w, s.w);
   at::parallel_for(0, s.planes(), plane_grain(out_plane * p.kernel_h * p.kernel_w), [&](int64_t begin, int64_t end) {
+    std::vector<T> best(s.wo);
+    std::vector<int32_t> best_index(s.wo);
     for (int64_t plane = begin; plane < end; ++plane) {
       const T* xp = x + plane * in_plane;
       T* yp = y + plane * out_plane;
       int64_t* ip = indices + plane * out_plane;
       for (int64_t oh = 0; oh < s.ho; ++oh) {
         const auto hw = max_window(oh, p.stride_h, p.pad_h, p.kernel_h, p.dil_h, s.h);
-        for (int64_t ow = 0; ow < s.wo; ++ow) {
-          const auto ww = max_window(ow, p.stride_w, p.pad_w, p.kernel_w, p.dil_w, s.w);
-          int64_t best_index = hw.begin * s.w + ww.begin;
-          T best = -std::numeric_limits<T>::infinity();
+        const auto one_window = [&](int64_t ow) {
+          WindowMax<T> m{.index = hw.begin * s.w + cols[ow].begin};
           for (int64_t ih = hw.begin; ih < hw.end; ih += p.dil_h) {
-            for (int64_t iw = ww.begin; iw < ww.end; iw += p.dil_w) {
-              const int64_t index = ih * s.w + iw;
-              const T value = xp[index];
-              if (value > best || std::isnan(value)) {
-                best = value;
-                best_index = index;
-              }
+            for (int64_t iw = cols[ow].begin; iw < cols[ow].end; iw += p.dil_w) m.add(xp[ih * s.w + iw], ih * s.w + iw);
+          }
+          yp[oh * s.wo + ow] = m.best;
+          ip[oh * s.wo + ow] = m.index;
+        };
+        const int64_t first = interior.begin, last = interior.end, sw = p.stride_w;
+        for (int64_t ow = 0; ow < first; ++ow) one_window(ow);
+        for (int64_t ow = last; ow < s.wo; ++ow) one_window(ow);
+        for (int64_t ow = first; ow < last; ++ow) {
+          best[ow] = -std::numeric_limits<T>::infinity();
+          best_index[ow] = static_cast<int32_t>(hw.begin * s.w + cols[ow].begin);
+        }
+        for (int64_t ih = hw.begin; ih < hw.end; ih += p.dil_h) {
+          for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+            const int32_t base = static_cast<int32_t>(ih * s.w - p.pad_w + kw * p.dil_w);
+            const T* row = xp + base;
+            for (int64_t ow = first; ow < last; ++ow) {
+              const T value = row[ow * sw];
+              const bool take = value > best[ow] || value != value;
+              best[ow] = take ? value : best[ow];
+              best_index[ow] = take ? base + static_cast<int32_t>(ow * sw) : best_index[ow];
             }
           }
-          yp[oh * s.wo + ow] = best;
-          ip[oh * s.wo + ow] = best_index;
+        }
+        for (int64_t ow = first; ow < last; ++ow) {
+          yp[oh * s.wo + ow] = best[ow];
+          ip[oh * s.wo + ow] = best_index[ow];
         }
       }
     }
