@@ -230,6 +230,29 @@ CNNEXT_AVX512 void tap_tile_avx512(const TapTile& t) {
   return t.depthwise ? tap_tile_for<true>(t) : tap_tile_for<false>(t);
 }
 
+template <int MI>
+CNNEXT_AVX512 void narrow_tile_for(const TapTile& t) {
+  static_assert(kMaxNarrowVectors == 6);
+  switch (t.nvec) {
+    case 6: return tap_tile<MI, 6, false>(t);
+    case 5: return tap_tile<MI, 5, false>(t);
+    case 4: return tap_tile<MI, 4, false>(t);
+    case 3: return tap_tile<MI, 3, false>(t);
+    case 2: return tap_tile<MI, 2, false>(t);
+    default: return tap_tile<MI, 1, false>(t);
+  }
+}
+
+CNNEXT_AVX512 void narrow_tile_avx512(const TapTile& t) {
+  static_assert(kMaxNarrowRows == 4);
+  switch (t.rows) {
+    case 4: return narrow_tile_for<4>(t);
+    case 3: return narrow_tile_for<3>(t);
+    case 2: return narrow_tile_for<2>(t);
+    default: return narrow_tile_for<1>(t);
+  }
+}
+
 CNNEXT_AVX512 void pixel_sum_tile_avx512(const PixelSumTile& t) {
   return t.depthwise ? pixel_sum_tile_for<true>(t) : pixel_sum_tile_for<false>(t);
 }

@@ -71,6 +71,12 @@ void transpose_avx512(const bf16* src, int64_t ld_src, bf16* dst, int64_t ld_dst
 
 bool cpu_has_avx512();
 void tap_tile_avx512(const TapTile& t);
+// tap_tile of exactly t.rows rows (1 to kMaxNarrowRows) and t.nvec vectors (1 to kMaxNarrowVectors), not
+// depthwise: the narrow-output convolution, whose rows are output channels and whose vectors run along an output
+// row (the weights are the broadcast operand a, the data the vector operand b; b's vectors are read whole).
+constexpr int kMaxNarrowRows = 4;
+constexpr int kMaxNarrowVectors = 6;
+void narrow_tile_avx512(const TapTile& t);
 void pixel_sum_tile_avx512(const PixelSumTile& t);
 
 // AVX-512 BF16 (vdpbf16ps), direct_conv_kernels_bf16.cpp.
