@@ -196,6 +196,58 @@ CNNEXT_AVX512 void transpose(const T* src, int64_t ld_src, T* dst, int64_t ld_ds
 
 }  // namespace
 
+CNNEXT_AVX512 void winograd_input_avx512(const float* x, int64_t row, int64_t pixel, float* v, int64_t ldv,
+                                         int64_t channels) {
+  for (int64_t c = 0; c < channels; c += kLanes) {
+    const __mmask16 mask = channels - c >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << (channels - c)) - 1);
+    __m512 d[4][4], t[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) d[i][j] = _mm512_maskz_loadu_ps(mask, x + i * row + j * pixel + c);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {  // t = B^T d
+      t[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+      t[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+      t[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+      t[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {  // v = t B
+      _mm512_mask_storeu_ps(v + (4 * i + 0) * ldv + c, mask, _mm512_sub_ps(t[i][0], t[i][2]));
+      _mm512_mask_storeu_ps(v + (4 * i + 1) * ldv + c, mask, _mm512_add_ps(t[i][1], t[i][2]));
+      _mm512_mask_storeu_ps(v + (4 * i + 2) * ldv + c, mask, _mm512_sub_ps(t[i][2], t[i][1]));
+      _mm512_mask_storeu_ps(v + (4 * i + 3) * ldv + c, mask, _mm512_sub_ps(t[i][1], t[i][3]));
+    }
+  }
+}
+
+CNNEXT_AVX512 void winograd_output_avx512(const float* m, int64_t ldm, const float* bias, float* y, int64_t row,
+                                          int64_t pixel, int rows, int cols, int64_t channels) {
+  for (int64_t c = 0; c < channels; c += kLanes) {
+    const __mmask16 mask = channels - c >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << (channels - c)) - 1);
+    __m512 s[2][4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {  // s = A^T m
+      const __m512 m0 = _mm512_maskz_loadu_ps(mask, m + (0 + j) * ldm + c);
+      const __m512 m1 = _mm512_maskz_loadu_ps(mask, m + (4 + j) * ldm + c);
+      const __m512 m2 = _mm512_maskz_loadu_ps(mask, m + (8 + j) * ldm + c);
+      const __m512 m3 = _mm512_maskz_loadu_ps(mask, m + (12 + j) * ldm + c);
+      s[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+      s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+    }
+    const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + c) : _mm512_setzero_ps();
+    for (int i = 0; i < rows; ++i) {  // y = s A
+      const __m512 y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]), b);
+      _mm512_mask_storeu_ps(y + i * row + c, mask, y0);
+      if (cols > 1) {
+        const __m512 y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]), b);
+        _mm512_mask_storeu_ps(y + i * row + pixel + c, mask, y1);
+      }
+    }
+  }
+}
+
 CNNEXT_AVX512 void transpose_avx512(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows,
                                     int64_t cols) {
   transpose(src, ld_src, dst, ld_dst, rows, cols);

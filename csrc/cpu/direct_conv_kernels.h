@@ -69,6 +69,16 @@ using PixelSumTile = PixelSumTileOf<float>;
 void transpose_avx512(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t cols);
 void transpose_avx512(const bf16* src, int64_t ld_src, bf16* dst, int64_t ld_dst, int64_t rows, int64_t cols);
 
+// Winograd F(2x2, 3x3) transforms (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016),
+// over `channels` values per position, in vectors of 16 (the last one masked). Positions (i, j) of a patch lie at
+// i * row + j * pixel.
+//   input:  v[xi * ldv + c] = (B^T d B)[xi] for the 4x4 patch d of channel c at x, xi = 4 * i + j;
+//   output: y at (i, j) = (A^T m A)[i][j] + bias (bias may be null) for the 16 values m[xi * ldm + c], stored
+//           for i < rows, j < cols (the 2x2 tile clipped to the output).
+void winograd_input_avx512(const float* x, int64_t row, int64_t pixel, float* v, int64_t ldv, int64_t channels);
+void winograd_output_avx512(const float* m, int64_t ldm, const float* bias, float* y, int64_t row, int64_t pixel,
+                            int rows, int cols, int64_t channels);
+
 bool cpu_has_avx512();
 void tap_tile_avx512(const TapTile& t);
 // tap_tile of exactly t.rows rows (1 to kMaxNarrowRows) and t.nvec vectors (1 to kMaxNarrowVectors), not
