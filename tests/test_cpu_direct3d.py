@@ -3,9 +3,9 @@ F.conv3d in float64, in float32 and in bfloat16 (float32 sums).
 
 Shapes reach what depth adds: depth taps that read padding (rows cut by depth), depths cut together with
 heights, depth strides (stride phases of grad input, some with no taps), depth dilation, the 3-channel stem
-with merged row taps (its grad input a narrow convolution), narrow outputs, strided 1x1x1 subsampling, groups
-and depthwise, and channels-last-3d and non-contiguous input. The same checks run in a subprocess with the
-direct kernel off (the vol2col + GEMM path).
+with merged row taps (its grad input a narrow convolution), narrow outputs, Winograd at depth 1, strided
+1x1x1 subsampling, groups and depthwise, and channels-last-3d and non-contiguous input. The same checks run in
+a subprocess with the direct kernel off (the vol2col + GEMM path).
 """
 import os
 import subprocess
@@ -30,6 +30,7 @@ SHAPES = [
     (1, 8, (2, 3, 3), 8, (3, 3, 3), 1, 3, 1, 1),             # outputs that read only padding: bias alone
     (2, 64, (4, 4, 4), 64, (3, 3, 3), (3, 2, 1), 2, (2, 1, 1), 1),  # phases with no taps along depth
     (2, 5, (5, 6, 20), 3, (3, 3, 3), (2, 1, 1), 1, (1, 1, 2), 1),   # 3 output channels: vectors along rows
+    (2, 16, (1, 14, 13), 20, (1, 3, 3), 1, (0, 1, 1), 1, 1),       # depth 1, 1x3x3: Winograd F(2x2, 3x3)
 ]
 # bfloat16: the same products of bfloat16 values, summed in float32 and rounded once (see test_cpu_bf16.py).
 BF16_RTOL = 2 ** -7

@@ -9,42 +9,22 @@
 //   grad weight:  dw[tap, c, k] = sum_pixels x_pad[pixel's window + tap, c] * grad_out[pixel, k], summed
 //                 over chunks of pixels in a fixed order.
 // Every output element is written by one tile in one thread, so results are the same on every run.
+// float32 layers that other algorithms serve better go to them (the entry points at the end): 3x3 stride-1 layers
+// of moderate width to Winograd F(2x2, 3x3) (winograd_conv.h), outputs of at most 4 channels to the narrow
+// convolution (narrow_conv.h); grad input of a stride-1 layer is a forward convolution, so it goes there too.
 // bfloat16 takes reductions in pairs (direct_conv_kernels.h): forward and grad input pad an odd reduction
 // (channel count) to even with a zero channel; grad weight pairs up neighbouring output pixels instead.
 #include "direct_conv.h"
 
-#include <ATen/Parallel.h>
-#include <c10/core/CPUAllocator.h>
-
-#include <algorithm>
 #include <cstdlib>
 #include <string>
-#include <type_traits>
-#include <vector>
 
-#include "direct_conv_kernels.h"
+#include "conv_layout.h"
+#include "narrow_conv.h"
+#include "winograd_conv.h"
 
 namespace cnnext::cpu {
 namespace {
-
-using kernels::bf16;
-using kernels::kLanes;
-using kernels::kMaxVectors;
-constexpr int64_t kBlockLanes = kMaxVectors * kLanes;  // output lanes of one tile
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// A problem's sizes along depth, height and width (a Conv2d's, as_volume: depth 1).
-using Shape = Conv3dShape;
-using Params = Conv3dParams;
-constexpr int D = 0, H = 1, W = 2;
-
-// A tensor's sizes [N, C, spatial...] with `dims` spatial axes (2: H, W; 3: D, H, W).
-std::vector<int64_t> sizes_of(int64_t n, int64_t c, const std::array<int64_t, 3>& spatial, int64_t dims) {
-  std::vector<int64_t> sizes{n, c};
-  sizes.insert(sizes.end(), spatial.end() - dims, spatial.end());
-  return sizes;
-}
 
 // Output pixels per step of images: enough rows for the weights loaded into cache to be reused.
 constexpr int64_t kRowsPerStep = 96;
@@ -67,198 +47,6 @@ DirectKernels available_direct_kernels() {
     return DirectKernels{float32, float32 && choice != "avx512" && kernels::cpu_has_avx512_bf16()};
   }();
   return available;
-}
-
-template <typename T>
-T* data(const at::Tensor& t) {
-  if constexpr (std::is_same_v<T, float>) {
-    return t.data_ptr<float>();
-  } else {
-    static_assert(std::is_same_v<T, bf16>);
-    return reinterpret_cast<bf16*>(t.data_ptr<at::BFloat16>());
-  }
-}
-
-// Memory for n values of T, 64-byte aligned like at::empty's, without the cost of a tensor (a dispatcher call
-// and a TensorImpl: on a small layer, each was a tenth of the call).
-template <typename T>
-class Scratch {
- public:
-  explicit Scratch(int64_t n) : memory_(c10::GetCPUAllocator()->allocate(n * sizeof(T))) {}
-  T* get() const { return static_cast<T*>(memory_.get()); }
-
- private:
-  at::DataPtr memory_;
-};
-
-// Channels-last memory [N, (D,) H, W, C] that the kernels read or write: a tensor's own (kept alive by `tensor`)
-// or scratch memory.
-template <typename T>
-struct ChannelsLastMemory {
-  at::Tensor tensor;
-  Scratch<T> scratch;
-  T* data;
-};
-
-template <typename T>
-ChannelsLastMemory<T> memory_of(const at::Tensor& t) {
-  return {t, Scratch<T>(0), data<T>(t)};
-}
-
-template <typename T>
-ChannelsLastMemory<T> scratch_memory(int64_t n) {
-  Scratch<T> scratch(n);
-  T* memory = scratch.get();
-  return {at::Tensor(), std::move(scratch), memory};
-}
-
-// fn(begin, end) over [0, count): split among the threads when `parallel`, else all in this thread.
-template <typename Fn>
-void for_range(bool parallel, int64_t count, const Fn& fn) {
-  if (parallel) {
-    at::parallel_for(0, count, 1, fn);
-  } else if (count > 0) {
-    fn(0, count);
-  }
-}
-
-// body(first_image, count, parallel) over the batch in steps of about `images_per_step` images. A batch
-// that gives every thread two or more images is split among the threads, each converting, convolving and
-// writing back its own images with no barrier in between (its data stays in its caches); a small batch
-// goes in one step with the threads working inside it.
-template <typename Body>
-void over_image_steps(int64_t n, int64_t images_per_step, const Body& body) {
-  if (n < 2 * at::get_num_threads() || at::in_parallel_region()) {
-    body(0, n, true);
-    return;
-  }
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t first = begin; first < end; first += images_per_step) {
-      body(first, std::min(images_per_step, end - first), false);
-    }
-  });
-}
-
-// One row of padded_channels_last's result: `w` pixels of `c` channels from src (pixel stride sw, channel stride sc) into
-// dst with `channels` values per pixel (zeros past c) and `left` / `right` zero pixels around.
-template <typename T>
-void store_padded_row(const T* src, int64_t sw, int64_t sc, T* dst, int64_t c, int64_t w, int64_t channels,
-                      int64_t left, int64_t right) {
-  std::fill(dst, dst + left * channels, T{});
-  T* row = dst + left * channels;
-  if ((sc == 1 || c == 1) && sw == c && channels == c) {
-    std::copy(src, src + w * c, row);
-  } else if (sc == 1 || c == 1) {
-    for (int64_t x = 0; x < w; ++x) {
-      std::copy(src + x * sw, src + x * sw + c, row + x * channels);
-      std::fill(row + x * channels + c, row + (x + 1) * channels, T{});
-    }
-  } else {  // unit stride along W (see padded_channels_last)
-    kernels::transpose_avx512(src, sc, row, channels, c, w);
-    for (int64_t x = 0; channels > c && x < w; ++x) std::fill(row + x * channels + c, row + (x + 1) * channels, T{});
-  }
-  std::fill(row + w * channels, row + (w + right) * channels, T{});
-}
-
-// Zeros before and after the data along each spatial axis (D, H, W).
-struct Padding {
-  std::array<int64_t, 3> before{}, after{};
-};
-
-// Padding of `pad[a]` on both sides of the axes a for which `padded[a]` holds.
-Padding symmetric_padding(const std::array<int64_t, 3>& pad, const std::array<bool, 3>& padded) {
-  Padding out;
-  for (int a = 0; a < 3; ++a) out.before[a] = out.after[a] = padded[a] ? pad[a] : 0;
-  return out;
-}
-
-// t [N, C, (D,) H, W] (any strides) -> [N, (D + pad,) H + pad, W + pad, channels] with zeros around (and in the
-// channels past C), row by row in plain loops: on small layers the per-call cost of the ATen ops (narrow + zero_
-// per border, a strided copy_) was more than the convolution. NCHW rows (unit stride along W) are transposed 8x8
-// in registers, 10x faster than ATen's strided copy for this permutation. A t that already is that memory
-// (channels-last, no padding) is used as it is.
-template <typename T>
-ChannelsLastMemory<T> padded_channels_last(const at::Tensor& t, const Padding& pad, bool parallel = true,
-                                           int64_t channels = 0) {
-  const bool volume = t.dim() == 5;
-  const int64_t n = t.size(0), c = t.size(1), d = volume ? t.size(2) : 1, h = t.size(-2), w = t.size(-1);
-  channels = std::max(channels, c);
-  const int64_t sn = t.stride(0), sc = t.stride(1), sd = volume ? t.stride(2) : 0, sh = t.stride(-2),
-                sw = t.stride(-1);
-  const bool channels_inner = sc == 1 || c == 1;
-  if (!channels_inner && sw != 1 && w != 1) return padded_channels_last<T>(t.contiguous(), pad, parallel, channels);
-  bool unpadded = channels == c;
-  for (int a = 0; a < 3; ++a) unpadded = unpadded && pad.before[a] == 0 && pad.after[a] == 0;
-  const bool dense = channels_inner && (w == 1 || sw == c) && (h == 1 || sh == w * c) &&
-                     (d == 1 || sd == h * w * c) && (n == 1 || sn == d * h * w * c);
-  if (unpadded && dense) return memory_of<T>(t);
-  const int64_t dp = pad.before[D] + d + pad.after[D], hp = pad.before[H] + h + pad.after[H],
-                wp = pad.before[W] + w + pad.after[W];
-  auto out = scratch_memory<T>(n * dp * hp * wp * channels);
-  const T* src = data<T>(t);
-  T* dst = out.data;
-  for_range(parallel, n * dp * hp, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t img = row / (dp * hp), z = row / hp % dp - pad.before[D], y = row % hp - pad.before[H];
-      T* to = dst + row * wp * channels;
-      if (z < 0 || z >= d || y < 0 || y >= h) {
-        std::fill(to, to + wp * channels, T{});
-      } else {
-        store_padded_row(src + img * sn + z * sd + y * sh, sw, sc, to, c, w, channels, pad.before[W], pad.after[W]);
-      }
-    }
-  });
-  return out;
-}
-
-// Images [first, first + count) of t, without a slice op when that is all of them.
-at::Tensor images(const at::Tensor& t, int64_t first, int64_t count) {
-  return first == 0 && count == t.size(0) ? t : t.narrow(0, first, count);
-}
-
-// The channels-last memory of a result that goes to dst [N, C, (D,) H, W]: dst's own when dst is channels-last,
-// else scratch memory for store_channels_last to transpose from.
-template <typename T>
-ChannelsLastMemory<T> channels_last_memory_for(const at::Tensor& dst) {
-  const auto format = dst.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
-  return dst.is_contiguous(format) ? memory_of<T>(dst) : scratch_memory<T>(dst.numel());
-}
-
-// dst [N, C, (D,) H, W] = cl [N, (D,) H, W, C], unless cl already is dst's memory (channels_last_memory_for).
-template <typename T>
-void store_channels_last(const ChannelsLastMemory<T>& cl, at::Tensor& dst, bool parallel) {
-  if (cl.data == dst.data_ptr()) return;
-  TORCH_INTERNAL_ASSERT(dst.is_contiguous());
-  const int64_t n = dst.size(0), c = dst.size(1), pixels = dst.numel() / (n * c);
-  const T* src = cl.data;
-  T* out = data<T>(dst);
-  constexpr int64_t kPixelBlock = 256;
-  const int64_t blocks = ceil_div(pixels, kPixelBlock);
-  for_range(parallel, n * blocks, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t img = task / blocks, p0 = task % blocks * kPixelBlock;
-      kernels::transpose_avx512(src + (img * pixels + p0) * c, c, out + img * c * pixels + p0, pixels,
-                                std::min(kPixelBlock, pixels - p0), c);
-    }
-  });
-}
-
-// Whether work over `elements` values is worth waking the other threads for.
-bool worth_threads(int64_t elements) { return elements >= at::internal::GRAIN_SIZE; }
-
-// dst[m] = src[m] transposed for `count` contiguous [rows, cols] matrices; the threads split them into bands of
-// rows (a single weight matrix is most of the work of packing it).
-template <typename T>
-void transpose_matrices(const T* src, T* dst, int64_t count, int64_t rows, int64_t cols) {
-  constexpr int64_t kBandRows = 64;
-  const int64_t bands = ceil_div(rows, kBandRows);
-  for_range(worth_threads(count * rows * cols), count * bands, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t m = task / bands, r0 = task % bands * kBandRows;
-      kernels::transpose_avx512(src + (m * rows + r0) * cols, cols, dst + m * rows * cols + r0, rows,
-                                std::min(kBandRows, rows - r0), cols);
-    }
-  });
 }
 
 // Taps of a weight [K, Cg, (T,) R, S]: T*R*S, in the order of its memory (t, then r, then s).
@@ -358,11 +146,6 @@ void add_into(float* sum, const float* part, int64_t n) {
   for_range(worth_threads(n), ceil_div(n, kChunk), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin * kChunk; i < std::min(n, end * kChunk); ++i) sum[i] += part[i];
   });
-}
-
-uint16_t last_lanes_mask(int64_t width) {
-  const int64_t lanes = width - (ceil_div(width, kLanes) - 1) * kLanes;
-  return lanes == kLanes ? uint16_t(0xFFFF) : uint16_t((1u << lanes) - 1);
 }
 
 // One application of tap_tile over a list of rows, for every group: row i reads a + a_off[i] (+ group
@@ -655,12 +438,6 @@ at::Tensor zero_padded(const at::Tensor& weight, int64_t dim, int64_t extra) {
 at::Tensor float_bias(const std::optional<at::Tensor>& bias) {
   if (!bias.has_value() || !bias->defined()) return {};
   return bias->scalar_type() == at::kFloat && bias->is_contiguous() ? *bias : bias->to(at::kFloat).contiguous();
-}
-
-// Sizes of the data once padded.
-std::array<int64_t, 3> padded_sizes(const std::array<int64_t, 3>& in, const Padding& pad) {
-  return {pad.before[D] + in[D] + pad.after[D], pad.before[H] + in[H] + pad.after[H],
-          pad.before[W] + in[W] + pad.after[W]};
 }
 
 template <typename T>
@@ -1013,211 +790,6 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
   return unpacked_grad_weight(partial.get(), gr.groups, gr.cg, gr.kg, sizes).to(input.scalar_type());
 }
 
-// ---- Narrow outputs: at most kMaxNarrowRows channels (AOD-Net's layers; a 3-channel stem's grad input) ----
-//
-// With vectors over output channels, 3 channels leave 13 of 16 lanes idle. Here the vectors run along the output
-// rows instead: a tile is a piece of one output row (up to 16 * kMaxNarrowVectors pixels) in every output channel,
-// summed over the taps and input channels of zero-padded NCHW planes. Stride 1 along W only (the vectors read
-// consecutive pixels); float32.
-
-using kernels::kMaxNarrowRows;
-using kernels::kMaxNarrowVectors;
-constexpr int64_t kNarrowPiece = kLanes * kMaxNarrowVectors;  // pixels of one tile
-
-bool narrow_forward_applies(const Shape& s, const Params& p) {
-  return p.groups == 1 && s.k <= kMaxNarrowRows && p.stride[W] == 1 && s.out[W] >= kLanes / 2;
-}
-
-// t [N, C, (D,) H, W] -> [N * C, Dp, Hp, Wp] zero-padded, with `slack` values after it (whole vectors may read
-// past the last row).
-Scratch<float> padded_planes(const at::Tensor& t, const Padding& pad, int64_t slack) {
-  const auto x = t.contiguous();
-  const bool volume = x.dim() == 5;
-  const int64_t planes = x.size(0) * x.size(1), d = volume ? x.size(2) : 1, h = x.size(-2), w = x.size(-1);
-  const std::array<int64_t, 3> in{d, h, w};
-  const auto padded = padded_sizes(in, pad);
-  Scratch<float> out(planes * padded[D] * padded[H] * padded[W] + slack);
-  const float* src = x.data_ptr<float>();
-  float* dst = out.get();
-  const int64_t rows = planes * padded[D] * padded[H];
-  for_range(worth_threads(rows * padded[W]), rows, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t plane = row / (padded[D] * padded[H]);
-      const int64_t z = row / padded[H] % padded[D] - pad.before[D], y = row % padded[H] - pad.before[H];
-      float* to = dst + row * padded[W];
-      std::fill(to, to + padded[W], 0.0f);
-      if (z >= 0 && z < d && y >= 0 && y < h) std::copy_n(src + ((plane * d + z) * h + y) * w, w, to + pad.before[W]);
-    }
-  });
-  std::fill(dst + rows * padded[W], dst + rows * padded[W] + slack, 0.0f);
-  return out;
-}
-
-// out = conv(input, weight) + bias (bias may be null) in `format`, input and weight float32.
-at::Tensor narrow_forward(const at::Tensor& input, const at::Tensor& weight, const float* bias, const Shape& s,
-                          const Params& p, at::MemoryFormat format) {
-  const auto pad = symmetric_padding(p.pad, {true, true, true});
-  const auto padded = padded_sizes(s.in, pad);
-  const int64_t plane = padded[D] * padded[H] * padded[W], taps = s.kernel_taps();
-  const auto x = padded_planes(input, pad, kNarrowPiece);
-  Scratch<float> w(s.k * taps * s.c);  // [K, taps, C]: a row's weights for one tap, over the input channels
-  transpose_matrices(weight.contiguous().data_ptr<float>(), w.get(), s.k, s.c, taps);
-  std::vector<int64_t> a_tap, b_tap;
-  for (int64_t t = 0; t < s.kernel[D]; ++t)
-    for (int64_t r = 0; r < s.kernel[H]; ++r)
-      for (int64_t q = 0; q < s.kernel[W]; ++q) {
-        a_tap.push_back(static_cast<int64_t>(a_tap.size()) * s.c);
-        b_tap.push_back((t * p.dil[D] * padded[H] + r * p.dil[H]) * padded[W] + q * p.dil[W]);
-      }
-  auto out = at::empty(sizes_of(s.n, s.k, s.out, input.dim() - 2), input.options().dtype(at::kFloat));
-  float* y = out.data_ptr<float>();
-  const int64_t pieces = ceil_div(s.out[W], kNarrowPiece), rows = s.n * s.out[D] * s.out[H];
-  for_range(true, rows * pieces, [&](int64_t begin, int64_t end) {
-    kernels::TapTile t{};
-    t.rows = static_cast<int>(s.k);
-    t.a_tap = a_tap.data();
-    t.b_tap = b_tap.data();
-    t.taps = taps;
-    t.reduction = s.c;
-    t.ldb = plane;
-    t.accumulate = bias != nullptr;
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t row = task / pieces, ow = task % pieces * kNarrowPiece, n = row / (s.out[D] * s.out[H]);
-      const int64_t od = row / s.out[H] % s.out[D], oh = row % s.out[H], length = std::min(kNarrowPiece, s.out[W] - ow);
-      t.nvec = static_cast<int>(ceil_div(length, kLanes));
-      t.last_mask = last_lanes_mask(length);
-      t.b = x.get() + n * s.c * plane + (od * p.stride[D] * padded[H] + oh * p.stride[H]) * padded[W] + ow;
-      for (int64_t k = 0; k < s.k; ++k) {
-        t.a_rows[k] = w.get() + k * taps * s.c;
-        t.c_rows[k] = y + (((n * s.k + k) * s.out[D] + od) * s.out[H] + oh) * s.out[W] + ow;
-        if (bias) std::fill_n(t.c_rows[k], length, bias[k]);
-      }
-      kernels::narrow_tile_avx512(t);
-    }
-  });
-  return out.contiguous(format);
-}
-
-// ---- Winograd F(2x2, 3x3): 3x3 stride-1 convolutions of moderate width ----
-//
-// Each 2x2 block of output pixels (a tile) comes from a 4x4 input patch: transformed (B^T d B), the patch's 16
-// values per channel meet the 16 transformed weights (G g G^T) in 16 independent products over the input
-// channels, and the 16 results give the 2x2 outputs (A^T m A): 16 multiply-adds per tile and channel pair where
-// the direct convolution does 36. The 16 products are tap_tile GEMMs (rows: tiles, reduction: input channels,
-// lanes: output channels); tiles go in chunks whose transformed inputs and products stay in L2.
-
-constexpr int64_t kWinogradChunkTiles = 96;
-
-// Where it was measured faster: on maps under 12x12 the direct kernel, which skips the taps that read padding,
-// won (64 -> 128 channels on 8x8: 0.52 ms direct, 0.70 Winograd); past 256 x 256 channels the transformed weights
-// (16 C K floats) outgrow L2 (512 channels on 8x8: no gain).
-bool winograd_applies(const Shape& s, const Params& p) {
-  for (int a = 0; a < 3; ++a) {
-    if (p.stride[a] != 1 || p.dil[a] != 1) return false;
-  }
-  return p.groups == 1 && s.kernel[D] == 1 && s.kernel[H] == 3 && s.kernel[W] == 3 && s.c >= kLanes &&
-         s.k >= kLanes && s.c * s.k <= 256 * 256 && s.out[H] >= 12 && s.out[W] >= 12;
-}
-
-// U = G g G^T for every (input channel, output channel), packed [16][output blocks][C][kBlockLanes] (zero lanes
-// past K) as tap_tile's b.
-Scratch<float> winograd_weight(const at::Tensor& weight, int64_t c, int64_t k) {
-  const auto w = weight.contiguous();
-  const float* g = w.data_ptr<float>();
-  const int64_t blocks = ceil_div(k, kBlockLanes);
-  Scratch<float> u(16 * blocks * c * kBlockLanes);
-  std::fill(u.get(), u.get() + 16 * blocks * c * kBlockLanes, 0.0f);
-  for (int64_t ko = 0; ko < k; ++ko) {
-    for (int64_t ci = 0; ci < c; ++ci) {
-      const float* f = g + (ko * c + ci) * 9;
-      float t[4][3];  // G g
-      for (int j = 0; j < 3; ++j) {
-        t[0][j] = f[j];
-        t[1][j] = 0.5f * (f[j] + f[3 + j] + f[6 + j]);
-        t[2][j] = 0.5f * (f[j] - f[3 + j] + f[6 + j]);
-        t[3][j] = f[6 + j];
-      }
-      for (int i = 0; i < 4; ++i) {  // (G g) G^T
-        const float row[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
-                              t[i][2]};
-        for (int j = 0; j < 4; ++j) {
-          u.get()[(((4 * i + j) * blocks + ko / kBlockLanes) * c + ci) * kBlockLanes + ko % kBlockLanes] = row[j];
-        }
-      }
-    }
-  }
-  return u;
-}
-
-at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, const float* bias, const Shape& s,
-                            const Params& p, at::MemoryFormat format) {
-  const int64_t c = s.c, k = s.k, tiles_h = ceil_div(s.out[H], 2), tiles_w = ceil_div(s.out[W], 2);
-  const int64_t tiles_per_image = tiles_h * tiles_w, blocks = ceil_div(k, kBlockLanes);
-  Padding pad;
-  pad.before = {0, p.pad[H], p.pad[W]};
-  pad.after = {0, 2 * tiles_h + 2 - s.in[H] - p.pad[H], 2 * tiles_w + 2 - s.in[W] - p.pad[W]};
-  const auto padded = padded_sizes(s.in, pad);
-  const auto u = winograd_weight(weight, c, k);
-  auto out = at::empty(sizes_of(s.n, k, s.out, 2), input.options().memory_format(format));
-  const int64_t images_per_step = std::max<int64_t>(1, ceil_div(kWinogradChunkTiles, tiles_per_image));
-  over_image_steps(s.n, images_per_step, [&](int64_t first, int64_t count, bool parallel) {
-    const auto x = padded_channels_last<float>(images(input, first, count), pad, parallel);
-    auto out_step = images(out, first, count);
-    const auto y = channels_last_memory_for<float>(out_step);
-    const int64_t tiles = count * tiles_per_image, chunks = ceil_div(tiles, kWinogradChunkTiles);
-    for_range(parallel, chunks, [&](int64_t first_chunk, int64_t last_chunk) {
-      Scratch<float> v(16 * kWinogradChunkTiles * c), m(16 * kWinogradChunkTiles * blocks * kBlockLanes);
-      const int64_t ldv = kWinogradChunkTiles * c, ldm = kWinogradChunkTiles * blocks * kBlockLanes;
-      for (int64_t chunk = first_chunk; chunk < last_chunk; ++chunk) {
-        const int64_t tile0 = chunk * kWinogradChunkTiles, chunk_tiles = std::min(kWinogradChunkTiles, tiles - tile0);
-        const auto corner = [&](int64_t tile) {  // image, tile row, tile column
-          const int64_t n = tile / tiles_per_image, th = tile / tiles_w % tiles_h, tw = tile % tiles_w;
-          return std::array<int64_t, 3>{n, 2 * th, 2 * tw};
-        };
-        for (int64_t i = 0; i < chunk_tiles; ++i) {
-          const auto [n, oh, ow] = corner(tile0 + i);
-          kernels::winograd_input_avx512(x.data + ((n * padded[H] + oh) * padded[W] + ow) * c, padded[W] * c, c,
-                                         v.get() + i * c, ldv, c);
-        }
-        kernels::TapTile t{};
-        const int64_t a_tap = 0, b_tap = 0;
-        t.a_tap = &a_tap;
-        t.b_tap = &b_tap;
-        t.taps = 1;
-        t.reduction = c;
-        t.ldb = kBlockLanes;
-        const int64_t nvec_total = ceil_div(k, kLanes);
-        for (int64_t xi = 0; xi < 16; ++xi) {
-          for (int64_t v0 = 0; v0 < nvec_total; v0 += kMaxVectors) {
-            t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
-            t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(k) : uint16_t(0xFFFF);
-            t.b = u.get() + ((xi * blocks + v0 / kMaxVectors) * c) * kBlockLanes;
-            const int tile_rows = kernels::rows_per_tile(t.nvec);
-            for (int64_t row = 0; row < chunk_tiles; row += tile_rows) {
-              t.rows = static_cast<int>(std::min<int64_t>(tile_rows, chunk_tiles - row));
-              for (int i = 0; i < tile_rows; ++i) {
-                const int64_t r = row + std::min(i, t.rows - 1);
-                t.a_rows[i] = v.get() + xi * ldv + r * c;
-                t.c_rows[i] = m.get() + xi * ldm + r * blocks * kBlockLanes + v0 * kLanes;
-              }
-              kernels::tap_tile_avx512(t);
-            }
-          }
-        }
-        for (int64_t i = 0; i < chunk_tiles; ++i) {
-          const auto [n, oh, ow] = corner(tile0 + i);
-          kernels::winograd_output_avx512(m.get() + i * blocks * kBlockLanes, ldm, bias,
-                                          y.data + ((n * s.out[H] + oh) * s.out[W] + ow) * k, s.out[W] * k, k,
-                                          static_cast<int>(std::min<int64_t>(2, s.out[H] - oh)),
-                                          static_cast<int>(std::min<int64_t>(2, s.out[W] - ow)), k);
-        }
-      }
-    });
-    store_channels_last<float>(y, out_step, parallel);
-  });
-  return out;
-}
-
 // ---- grad input as a forward convolution ----
 //
 // The grad input of a convolution with stride 1 is the convolution of grad_output with the weight flipped along
@@ -1259,15 +831,12 @@ DirectPath direct_conv_path(const at::Tensor& input, const Conv3dShape& s, const
 
 at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,
                                const std::optional<at::Tensor>& bias, const Conv3dShape& s, const Conv3dParams& p) {
-  if (input.scalar_type() == at::kFloat && input.dim() == 4 && winograd_applies(s, p)) {
+  if (input.scalar_type() == at::kFloat) {
     const auto b = float_bias(bias);
-    return winograd_forward(input, weight, b.defined() ? b.data_ptr<float>() : nullptr, s, p,
-                            input.suggest_memory_format());
-  }
-  if (input.scalar_type() == at::kFloat && narrow_forward_applies(s, p)) {
-    const auto b = float_bias(bias);
-    return narrow_forward(input, weight, b.defined() ? b.data_ptr<float>() : nullptr, s, p,
-                          input.suggest_memory_format());
+    const float* bias_data = b.defined() ? b.data_ptr<float>() : nullptr;
+    const auto format = input.suggest_memory_format();
+    if (winograd_applies(s, p)) return winograd_forward(input, weight, bias_data, s, p, format);
+    if (narrow_forward_applies(s, p)) return narrow_forward(input, weight, bias_data, s, p, format);
   }
   return input.scalar_type() == at::kBFloat16 ? forward<bf16>(input, weight, bias, s, p)
                                               : forward<float>(input, weight, bias, s, p);
@@ -1277,7 +846,7 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
                                   const Conv3dParams& p, at::MemoryFormat format) {
   if (grad_output.scalar_type() == at::kFloat && grad_input_is_forward(p, s)) {
     const auto [gs, gp] = grad_input_problem(s, p);
-    if (grad_output.dim() == 4 && winograd_applies(gs, gp)) {
+    if (winograd_applies(gs, gp)) {
       return winograd_forward(grad_output, flipped_transposed(weight), nullptr, gs, gp, format);
     }
     if (narrow_forward_applies(gs, gp)) {

@@ -1,0 +1,242 @@
+// What the CPU convolution drivers share (direct_conv.cpp, narrow_conv.cpp, winograd_conv.cpp): a problem's
+// sizes on three spatial axes, scratch memory, channels-last copies with their zero padding and back, the loop
+// over the batch in steps of images, and register transposes of whole matrices.
+#pragma once
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/CPUAllocator.h>
+
+#include <algorithm>
+#include <array>
+#include <type_traits>
+#include <vector>
+
+#include "../conv_params.h"
+#include "direct_conv_kernels.h"
+
+namespace cnnext::cpu {
+
+using kernels::bf16;
+using kernels::kLanes;
+using kernels::kMaxVectors;
+
+constexpr int64_t kBlockLanes = kMaxVectors * kLanes;  // output lanes of one tile
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// A problem's sizes along depth, height and width (a Conv2d's, as_volume: depth 1).
+using Shape = Conv3dShape;
+using Params = Conv3dParams;
+constexpr int D = 0, H = 1, W = 2;
+
+// A tensor's sizes [N, C, spatial...] with `dims` spatial axes (2: H, W; 3: D, H, W).
+inline std::vector<int64_t> sizes_of(int64_t n, int64_t c, const std::array<int64_t, 3>& spatial, int64_t dims) {
+  std::vector<int64_t> sizes{n, c};
+  sizes.insert(sizes.end(), spatial.end() - dims, spatial.end());
+  return sizes;
+}
+
+template <typename T>
+T* data(const at::Tensor& t) {
+  if constexpr (std::is_same_v<T, float>) {
+    return t.data_ptr<float>();
+  } else {
+    static_assert(std::is_same_v<T, bf16>);
+    return reinterpret_cast<bf16*>(t.data_ptr<at::BFloat16>());
+  }
+}
+
+// Memory for n values of T, 64-byte aligned like at::empty's, without the cost of a tensor (a dispatcher call
+// and a TensorImpl: on a small layer, each was a tenth of the call).
+template <typename T>
+class Scratch {
+ public:
+  explicit Scratch(int64_t n) : memory_(c10::GetCPUAllocator()->allocate(n * sizeof(T))) {}
+  T* get() const { return static_cast<T*>(memory_.get()); }
+
+ private:
+  at::DataPtr memory_;
+};
+
+// Channels-last memory [N, (D,) H, W, C] that the kernels read or write: a tensor's own (kept alive by `tensor`)
+// or scratch memory.
+template <typename T>
+struct ChannelsLastMemory {
+  at::Tensor tensor;
+  Scratch<T> scratch;
+  T* data;
+};
+
+template <typename T>
+ChannelsLastMemory<T> memory_of(const at::Tensor& t) {
+  return {t, Scratch<T>(0), data<T>(t)};
+}
+
+template <typename T>
+ChannelsLastMemory<T> scratch_memory(int64_t n) {
+  Scratch<T> scratch(n);
+  T* memory = scratch.get();
+  return {at::Tensor(), std::move(scratch), memory};
+}
+
+// fn(begin, end) over [0, count): split among the threads when `parallel`, else all in this thread.
+template <typename Fn>
+void for_range(bool parallel, int64_t count, const Fn& fn) {
+  if (parallel) {
+    at::parallel_for(0, count, 1, fn);
+  } else if (count > 0) {
+    fn(0, count);
+  }
+}
+
+// body(first_image, count, parallel) over the batch in steps of about `images_per_step` images. A batch
+// that gives every thread two or more images is split among the threads, each converting, convolving and
+// writing back its own images with no barrier in between (its data stays in its caches); a small batch
+// goes in one step with the threads working inside it.
+template <typename Body>
+void over_image_steps(int64_t n, int64_t images_per_step, const Body& body) {
+  if (n < 2 * at::get_num_threads() || at::in_parallel_region()) {
+    body(0, n, true);
+    return;
+  }
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t first = begin; first < end; first += images_per_step) {
+      body(first, std::min(images_per_step, end - first), false);
+    }
+  });
+}
+
+// One row of padded_channels_last's result: `w` pixels of `c` channels from src (pixel stride sw, channel stride sc) into
+// dst with `channels` values per pixel (zeros past c) and `left` / `right` zero pixels around.
+template <typename T>
+void store_padded_row(const T* src, int64_t sw, int64_t sc, T* dst, int64_t c, int64_t w, int64_t channels,
+                      int64_t left, int64_t right) {
+  std::fill(dst, dst + left * channels, T{});
+  T* row = dst + left * channels;
+  if ((sc == 1 || c == 1) && sw == c && channels == c) {
+    std::copy(src, src + w * c, row);
+  } else if (sc == 1 || c == 1) {
+    for (int64_t x = 0; x < w; ++x) {
+      std::copy(src + x * sw, src + x * sw + c, row + x * channels);
+      std::fill(row + x * channels + c, row + (x + 1) * channels, T{});
+    }
+  } else {  // unit stride along W (see padded_channels_last)
+    kernels::transpose_avx512(src, sc, row, channels, c, w);
+    for (int64_t x = 0; channels > c && x < w; ++x) std::fill(row + x * channels + c, row + (x + 1) * channels, T{});
+  }
+  std::fill(row + w * channels, row + (w + right) * channels, T{});
+}
+
+// Zeros before and after the data along each spatial axis (D, H, W).
+struct Padding {
+  std::array<int64_t, 3> before{}, after{};
+};
+
+// Padding of `pad[a]` on both sides of the axes a for which `padded[a]` holds.
+inline Padding symmetric_padding(const std::array<int64_t, 3>& pad, const std::array<bool, 3>& padded) {
+  Padding out;
+  for (int a = 0; a < 3; ++a) out.before[a] = out.after[a] = padded[a] ? pad[a] : 0;
+  return out;
+}
+
+// t [N, C, (D,) H, W] (any strides) -> [N, (D + pad,) H + pad, W + pad, channels] with zeros around (and in the
+// channels past C), row by row in plain loops: on small layers the per-call cost of the ATen ops (narrow + zero_
+// per border, a strided copy_) was more than the convolution. NCHW rows (unit stride along W) are transposed 8x8
+// in registers, 10x faster than ATen's strided copy for this permutation. A t that already is that memory
+// (channels-last, no padding) is used as it is.
+template <typename T>
+ChannelsLastMemory<T> padded_channels_last(const at::Tensor& t, const Padding& pad, bool parallel = true,
+                                           int64_t channels = 0) {
+  const bool volume = t.dim() == 5;
+  const int64_t n = t.size(0), c = t.size(1), d = volume ? t.size(2) : 1, h = t.size(-2), w = t.size(-1);
+  channels = std::max(channels, c);
+  const int64_t sn = t.stride(0), sc = t.stride(1), sd = volume ? t.stride(2) : 0, sh = t.stride(-2),
+                sw = t.stride(-1);
+  const bool channels_inner = sc == 1 || c == 1;
+  if (!channels_inner && sw != 1 && w != 1) return padded_channels_last<T>(t.contiguous(), pad, parallel, channels);
+  bool unpadded = channels == c;
+  for (int a = 0; a < 3; ++a) unpadded = unpadded && pad.before[a] == 0 && pad.after[a] == 0;
+  const bool dense = channels_inner && (w == 1 || sw == c) && (h == 1 || sh == w * c) &&
+                     (d == 1 || sd == h * w * c) && (n == 1 || sn == d * h * w * c);
+  if (unpadded && dense) return memory_of<T>(t);
+  const int64_t dp = pad.before[D] + d + pad.after[D], hp = pad.before[H] + h + pad.after[H],
+                wp = pad.before[W] + w + pad.after[W];
+  auto out = scratch_memory<T>(n * dp * hp * wp * channels);
+  const T* src = data<T>(t);
+  T* dst = out.data;
+  for_range(parallel, n * dp * hp, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t img = row / (dp * hp), z = row / hp % dp - pad.before[D], y = row % hp - pad.before[H];
+      T* to = dst + row * wp * channels;
+      if (z < 0 || z >= d || y < 0 || y >= h) {
+        std::fill(to, to + wp * channels, T{});
+      } else {
+        store_padded_row(src + img * sn + z * sd + y * sh, sw, sc, to, c, w, channels, pad.before[W], pad.after[W]);
+      }
+    }
+  });
+  return out;
+}
+
+// Images [first, first + count) of t, without a slice op when that is all of them.
+inline at::Tensor images(const at::Tensor& t, int64_t first, int64_t count) {
+  return first == 0 && count == t.size(0) ? t : t.narrow(0, first, count);
+}
+
+// The channels-last memory of a result that goes to dst [N, C, (D,) H, W]: dst's own when dst is channels-last,
+// else scratch memory for store_channels_last to transpose from.
+template <typename T>
+ChannelsLastMemory<T> channels_last_memory_for(const at::Tensor& dst) {
+  const auto format = dst.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
+  return dst.is_contiguous(format) ? memory_of<T>(dst) : scratch_memory<T>(dst.numel());
+}
+
+// dst [N, C, (D,) H, W] = cl [N, (D,) H, W, C], unless cl already is dst's memory (channels_last_memory_for).
+template <typename T>
+void store_channels_last(const ChannelsLastMemory<T>& cl, at::Tensor& dst, bool parallel) {
+  if (cl.data == dst.data_ptr()) return;
+  TORCH_INTERNAL_ASSERT(dst.is_contiguous());
+  const int64_t n = dst.size(0), c = dst.size(1), pixels = dst.numel() / (n * c);
+  const T* src = cl.data;
+  T* out = data<T>(dst);
+  constexpr int64_t kPixelBlock = 256;
+  const int64_t blocks = ceil_div(pixels, kPixelBlock);
+  for_range(parallel, n * blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t img = task / blocks, p0 = task % blocks * kPixelBlock;
+      kernels::transpose_avx512(src + (img * pixels + p0) * c, c, out + img * c * pixels + p0, pixels,
+                                std::min(kPixelBlock, pixels - p0), c);
+    }
+  });
+}
+
+// Whether work over `elements` values is worth waking the other threads for.
+inline bool worth_threads(int64_t elements) { return elements >= at::internal::GRAIN_SIZE; }
+
+// dst[m] = src[m] transposed for `count` contiguous [rows, cols] matrices; the threads split them into bands of
+// rows (a single weight matrix is most of the work of packing it).
+template <typename T>
+void transpose_matrices(const T* src, T* dst, int64_t count, int64_t rows, int64_t cols) {
+  constexpr int64_t kBandRows = 64;
+  const int64_t bands = ceil_div(rows, kBandRows);
+  for_range(worth_threads(count * rows * cols), count * bands, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t m = task / bands, r0 = task % bands * kBandRows;
+      kernels::transpose_avx512(src + (m * rows + r0) * cols, cols, dst + m * rows * cols + r0, rows,
+                                std::min(kBandRows, rows - r0), cols);
+    }
+  });
+}
+
+inline uint16_t last_lanes_mask(int64_t width) {
+  const int64_t lanes = width - (ceil_div(width, kLanes) - 1) * kLanes;
+  return lanes == kLanes ? uint16_t(0xFFFF) : uint16_t((1u << lanes) - 1);
+}
+
+// Sizes of the data once padded.
+inline std::array<int64_t, 3> padded_sizes(const std::array<int64_t, 3>& in, const Padding& pad) {
+  return {pad.before[D] + in[D] + pad.after[D], pad.before[H] + in[H] + pad.after[H],
+          pad.before[W] + in[W] + pad.after[W]};
+}
+
+}  // namespace cnnext::cpu
