@@ -1,9 +1,10 @@
 """The float32 CPU direct convolution (csrc/cpu/direct_conv*.cpp) against F.conv2d in float64.
 
 Shapes are chosen to reach every branch of the direct kernel: vector widths that are not multiples of 16,
-1 to 4 vectors per tile, narrow outputs (vectors along the rows), Winograd F(2x2, 3x3), stride phases in grad input (including phases with no taps), strided 1x1
-subsampling, dilation, groups, depthwise, batches small enough to split inside one step and large enough
-to give each thread its own images, and channels-last / non-contiguous input.
+1 to 4 vectors per tile, narrow outputs (vectors along the rows), Winograd F(2x2, 3x3), stride phases in grad
+input (including phases with no taps), strided 1x1 subsampling, dilation, groups, depthwise, batches small
+enough to split inside one step and large enough to give each thread its own images, and channels-last /
+non-contiguous input. The same checks run on the GEMM path and with every shape on the tap kernel.
 """
 import os
 import subprocess
@@ -95,10 +96,12 @@ def test_bit_for_bit_repeatable(threads):
         torch.set_num_threads(previous)
 
 
-def test_gemm_path_passes_the_same_checks():
-    """CPUs without AVX-512 run float32 on the im2col + GEMM path; CNNEXT_CPU_KERNEL=gemm forces it (read once
-    per process, hence the subprocess)."""
-    env = {**os.environ, "CNNEXT_CPU_KERNEL": "gemm"}
+@pytest.mark.parametrize("kernel", ["gemm", "direct"])
+def test_other_paths_pass_the_same_checks(kernel):
+    """CPUs without AVX-512 run float32 on the im2col + GEMM path (CNNEXT_CPU_KERNEL=gemm forces it);
+    CNNEXT_CPU_KERNEL=direct keeps the Winograd and narrow layers on the tap kernel, which the shapes above then
+    reach too. The variable is read once per process, hence the subprocess."""
+    env = {**os.environ, "CNNEXT_CPU_KERNEL": kernel}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
                              "-k", "float32_matches and channels_last"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

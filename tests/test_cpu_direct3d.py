@@ -5,7 +5,7 @@ Shapes reach what depth adds: depth taps that read padding (rows cut by depth), 
 heights, depth strides (stride phases of grad input, some with no taps), depth dilation, the 3-channel stem
 with merged row taps (its grad input a narrow convolution), narrow outputs, Winograd at depth 1, strided
 1x1x1 subsampling, groups and depthwise, and channels-last-3d and non-contiguous input. The same checks run in
-a subprocess with the direct kernel off (the vol2col + GEMM path).
+subprocesses with the direct kernel off (the vol2col + GEMM path) and with every shape on the tap kernel.
 """
 import os
 import subprocess
@@ -93,9 +93,11 @@ def test_bit_for_bit_repeatable():
         assert torch.equal(first, second)
 
 
-def test_gemm_path_passes_the_same_checks():
-    """CNNEXT_CPU_KERNEL=gemm turns the direct kernel off (read once per process, hence the subprocess)."""
-    env = {**os.environ, "CNNEXT_CPU_KERNEL": "gemm"}
+@pytest.mark.parametrize("kernel", ["gemm", "direct"])
+def test_other_paths_pass_the_same_checks(kernel):
+    """CNNEXT_CPU_KERNEL=gemm turns the direct kernel off, =direct keeps the Winograd and narrow shapes on the tap
+    kernel (read once per process, hence the subprocess)."""
+    env = {**os.environ, "CNNEXT_CPU_KERNEL": kernel}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
                              "-k", "matches_float64 and channels_last_3d"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -34,9 +34,10 @@ constexpr int64_t kChunkPixels = 256;
 constexpr int64_t kBlockRows = 48;
 
 // What this CPU (and CNNEXT_CPU_KERNEL) allows: "gemm" forces the im2col + GEMM path, "avx512" keeps the
-// direct kernel to float32 (as on AVX-512 CPUs without BF16 instructions).
+// direct kernel to float32 (as on AVX-512 CPUs without BF16 instructions), "direct" runs every layer on the tap
+// kernel itself (no Winograd, no narrow convolution: for comparisons and tests).
 struct DirectKernels {
-  bool float32, bfloat16;
+  bool float32, bfloat16, other_algorithms;
 };
 
 DirectKernels available_direct_kernels() {
@@ -44,7 +45,8 @@ DirectKernels available_direct_kernels() {
     const char* env = std::getenv("CNNEXT_CPU_KERNEL");
     const std::string choice = env ? env : "";
     const bool float32 = kernels::cpu_has_avx512() && choice != "gemm";
-    return DirectKernels{float32, float32 && choice != "avx512" && kernels::cpu_has_avx512_bf16()};
+    return DirectKernels{float32, float32 && choice != "avx512" && kernels::cpu_has_avx512_bf16(),
+                         choice != "direct"};
   }();
   return available;
 }
@@ -831,7 +833,7 @@ DirectPath direct_conv_path(const at::Tensor& input, const Conv3dShape& s, const
 
 at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,
                                const std::optional<at::Tensor>& bias, const Conv3dShape& s, const Conv3dParams& p) {
-  if (input.scalar_type() == at::kFloat) {
+  if (input.scalar_type() == at::kFloat && available_direct_kernels().other_algorithms) {
     const auto b = float_bias(bias);
     const float* bias_data = b.defined() ? b.data_ptr<float>() : nullptr;
     const auto format = input.suggest_memory_format();
@@ -844,7 +846,8 @@ at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight
 
 at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Conv3dShape& s,
                                   const Conv3dParams& p, at::MemoryFormat format) {
-  if (grad_output.scalar_type() == at::kFloat && grad_input_is_forward(p, s)) {
+  if (grad_output.scalar_type() == at::kFloat && available_direct_kernels().other_algorithms &&
+      grad_input_is_forward(p, s)) {
     const auto [gs, gp] = grad_input_problem(s, p);
     if (winograd_applies(gs, gp)) {
       return winograd_forward(grad_output, flipped_transposed(weight), nullptr, gs, gp, format);
