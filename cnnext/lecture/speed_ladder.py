@@ -1,11 +1,13 @@
-"""Item 12: the speed ladder. One convolution layer of the lab's CNN timed on six rungs, from Python loops
-to PyTorch's oneDNN, with the time per epoch each rung would take to train the lab's network.
+"""Item 12: the speed ladder. One convolution layer of the lab's CNN timed on seven rungs, from Python loops
+to PyTorch's oneDNN and cnnext's Winograd kernel, with the time per epoch each rung would take to train the lab's
+network.
 
 The two loop rungs are too slow for the layer itself: they run on a reduced shape (fewer output pixels, and
 one image for the scalar loops) and their rate is applied to the full layer's FLOPs, which is fair because
-their cost per multiply-add does not depend on the image size. cnnext picks its im2col + GEMM path over the
-direct kernel only when CNNEXT_CPU_KERNEL=gemm is set at load time, so that rung is timed in a subprocess,
-alternately with oneDNN there (its ratio to oneDNN is measured in one process, like every other ratio)."""
+their cost per multiply-add does not depend on the image size. cnnext picks its im2col + GEMM path, or its
+direct kernel for a layer Winograd would take, only when CNNEXT_CPU_KERNEL (gemm, direct) is set at load time,
+so those rungs are timed in subprocesses, alternately with oneDNN there (their ratio to oneDNN is measured in
+one process, like every other ratio)."""
 import json
 import os
 import subprocess
@@ -84,9 +86,15 @@ RUNGS = {  # name: (what it is, function, reduced shape or None)
                      lambda x, w: naive.conv2d(x, w, None, 1, 1)),
     "unfold + matmul": ("vectorised Python: F.unfold then one matmul", unfold_conv2d),
     "cnnext im2col + GEMM": ("cnnext C++, CNNEXT_CPU_KERNEL=gemm", lambda x, w: conv2d(x, w, None, 1, 1)),
-    "cnnext direct": ("cnnext C++ direct AVX-512 kernel", lambda x, w: conv2d(x, w, None, 1, 1)),
+    "cnnext direct": ("cnnext C++ direct AVX-512 kernel, CNNEXT_CPU_KERNEL=direct",
+                      lambda x, w: conv2d(x, w, None, 1, 1)),
     "PyTorch oneDNN": ("torch.nn.functional.conv2d", lambda x, w: F.conv2d(x, w, None, 1, 1)),
+    "cnnext Winograd": ("cnnext C++ Winograd F(2x2, 3x3) on the direct kernel's tiles (its default here)",
+                        lambda x, w: conv2d(x, w, None, 1, 1)),
 }
+# Rungs that need CNNEXT_CPU_KERNEL set when cnnext loads, so they run in a subprocess: rung -> its value.
+SUBPROCESS_RUNGS = {"cnnext im2col + GEMM": "gemm", "cnnext direct": "direct"}
+AVX512_RUNGS = ("cnnext direct", "cnnext Winograd")  # no direct kernel without AVX-512
 
 
 def reduced(layer, rung):
@@ -117,14 +125,14 @@ def time_rungs(layer, names, repeats):
     return results
 
 
-def time_gemm_rung(layer, repeats):
-    """The GEMM rung and oneDNN, timed alternately in a subprocess that loads cnnext with CNNEXT_CPU_KERNEL=gemm."""
-    env = {**os.environ, "CNNEXT_CPU_KERNEL": "gemm"}
+def time_subprocess_rung(layer, repeats, name):
+    """Rung `name` and oneDNN, timed alternately in a subprocess that loads cnnext with its CNNEXT_CPU_KERNEL."""
+    env = {**os.environ, "CNNEXT_CPU_KERNEL": SUBPROCESS_RUNGS[name]}
     command = [sys.executable, "-m", "cnnext.lecture.speed_ladder", json.dumps(asdict(layer)), str(repeats),
-               str(torch.get_num_threads())]
+               str(torch.get_num_threads()), name]
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=Path(__file__).parents[2])
     if result.returncode != 0:
-        raise RuntimeError(f"speed ladder: the GEMM subprocess failed:\n{result.stderr[-2000:]}")
+        raise RuntimeError(f"speed ladder: the subprocess for '{name}' failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout)
 
 
@@ -151,15 +159,17 @@ def ladder_numbers(quick=False):
     layer = lab_layer(quick)
     repeats = 3 if quick else 15
     direct = torch.backends.cpu.get_cpu_capability() == "AVX512"
-    names = [name for name in RUNGS if name != "cnnext im2col + GEMM" and (direct or name != "cnnext direct")]
-    rungs = time_rungs(layer, names, repeats)
-    gemm = time_gemm_rung(layer, repeats)
-    # Ratios are timed in one process: the GEMM rung is oneDNN's rate here times GEMM's speed relative to
-    # oneDNN in the subprocess, so that load changing between the two processes does not skew it.
-    relative = gemm["PyTorch oneDNN"]["ms"] / gemm["cnnext im2col + GEMM"]["ms"]
-    rungs["cnnext im2col + GEMM"] = {**gemm["cnnext im2col + GEMM"], "ms": rungs["PyTorch oneDNN"]["ms"] / relative,
-                                     "gflops": rungs["PyTorch oneDNN"]["gflops"] * relative,
-                                     "subprocess_gflops": gemm["cnnext im2col + GEMM"]["gflops"]}
+    names = [name for name in RUNGS if direct or name not in AVX512_RUNGS]
+    rungs = time_rungs(layer, [name for name in names if name not in SUBPROCESS_RUNGS], repeats)
+    relative = {}
+    for name in [name for name in names if name in SUBPROCESS_RUNGS]:
+        timed = time_subprocess_rung(layer, repeats, name)
+        # Ratios are timed in one process: the rung is oneDNN's rate here times its speed relative to oneDNN in
+        # the subprocess, so that load changing between the two processes does not skew it.
+        relative[name] = timed["PyTorch oneDNN"]["ms"] / timed[name]["ms"]
+        rungs[name] = {**timed[name], "ms": rungs["PyTorch oneDNN"]["ms"] / relative[name],
+                       "gflops": rungs["PyTorch oneDNN"]["gflops"] * relative[name],
+                       "subprocess_gflops": timed[name]["gflops"]}
     ordered = {name: rungs[name] for name in RUNGS if name in rungs}
     network = lab_network_flops()
     previous = None
@@ -171,7 +181,7 @@ def ladder_numbers(quick=False):
         previous = rung
     return {"layer": layer.describe(), "layer_flops": layer.flops(), "threads": torch.get_num_threads(),
             "direct_available": direct, "rungs": ordered, "network": network,
-            "gemm_vs_onednn_in_subprocess": relative,
+            "vs_onednn_in_subprocess": relative,
             "total_factor": ordered["PyTorch oneDNN"]["gflops"] / ordered["Python loops"]["gflops"]}
 
 
@@ -208,14 +218,17 @@ def plot_ladder(result, path):
 def ladder_handout(result, report, figure):
     network = result["network"]
     report.paragraph("The lab found that a for-loop convolution needs hours per epoch. Here is the same layer, the "
-                     "same arithmetic, on six rungs. Python loops pay the interpreter for every multiply-add; "
+                     "same arithmetic, on seven rungs. Python loops pay the interpreter for every multiply-add; "
                      "`cnnext.naive` pays it once per output pixel; unfold + matmul once per layer, but builds "
                      "the whole column matrix (9x the input) in memory; cnnext's im2col + GEMM does the same in "
                      "C++ in cache-sized chunks; cnnext's direct kernel needs no column matrix at all (AVX-512 "
                      "registers hold a tile of outputs while it walks the input); oneDNN is PyTorch's vendor "
-                     "library. Once Python's overhead is paid only once per layer, unfold + matmul and im2col + GEMM "
-                     "are the same algorithm and both spend their time in a matrix product, so they land close "
-                     "together: the big steps are leaving the interpreter and then dropping the column matrix.")
+                     "library; cnnext's Winograd F(2x2, 3x3) does less arithmetic instead: each 2x2 block of "
+                     "outputs takes 16 multiply-adds per channel pair instead of 36 (its GFLOP/s count the direct "
+                     "convolution's FLOPs, so it can pass the machine's peak). Once Python's overhead is paid only "
+                     "once per layer, unfold + matmul and im2col + GEMM are the same algorithm and both spend their "
+                     "time in a matrix product, so they land close together: the big steps are leaving the "
+                     "interpreter, dropping the column matrix and, last, changing the algorithm.")
     report.figure(figure, "GFLOP/s of one convolution layer on each rung (log scale), with the factor between "
                           "rungs and the projected time per epoch of the lab's network")
     rows = []
@@ -232,19 +245,22 @@ def ladder_handout(result, report, figure):
         f"{network['forward_flops_per_image'] / 1e6:.1f} MFLOP of convolution per image forward, x 3 for training, "
         f"on {network['train_images']} training images (the lab's vehicles, 80 % of each class): "
         f"{network['epoch_flops'] / 1e9:.0f} GFLOP per epoch, divided by each rung's rate (backward assumed as fast "
-        f"as forward; pooling, BatchNorm and the rest ignored). cnnext reads CNNEXT_CPU_KERNEL=gemm once, when it "
-        f"loads, so the GEMM rung ran in a subprocess, alternately with oneDNN: oneDNN time / GEMM time = "
-        f"{result['gemm_vs_onednn_in_subprocess']:.2f} there, applied to oneDNN's rate here (GEMM measured "
-        f"directly in the subprocess: {result['rungs']['cnnext im2col + GEMM']['subprocess_gflops']:.3g} GFLOP/s).")
+        f"as forward; pooling, BatchNorm and the rest ignored). cnnext reads CNNEXT_CPU_KERNEL once, when it "
+        f"loads, so " + "; ".join(
+            f"the '{name}' rung ran in a subprocess with CNNEXT_CPU_KERNEL={SUBPROCESS_RUNGS[name]}, alternately "
+            f"with oneDNN: oneDNN time / its time = {ratio:.2f} there, applied to oneDNN's rate here (measured "
+            f"directly in the subprocess: {result['rungs'][name]['subprocess_gflops']:.3g} GFLOP/s)"
+            for name, ratio in result["vs_onednn_in_subprocess"].items()) + ".")
     if not result["direct_available"]:
-        report.paragraph("This CPU has no AVX-512: cnnext has no direct kernel here, and that rung is left out.")
+        report.paragraph("This CPU has no AVX-512: cnnext has no direct or Winograd kernel here, and those rungs "
+                         "are left out.")
 
 
-def _gemm_worker(layer_json, repeats, threads):
+def _subprocess_worker(layer_json, repeats, threads, name):
     torch.set_num_threads(int(threads))
     layer = Layer(**json.loads(layer_json))
-    print(json.dumps(time_rungs(layer, ["cnnext im2col + GEMM", "PyTorch oneDNN"], int(repeats))))
+    print(json.dumps(time_rungs(layer, [name, "PyTorch oneDNN"], int(repeats))))
 
 
 if __name__ == "__main__":
-    _gemm_worker(*sys.argv[1:])
+    _subprocess_worker(*sys.argv[1:])
