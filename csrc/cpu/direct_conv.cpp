@@ -862,6 +862,10 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
 
 at::Tensor direct_conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Conv3dShape& s,
                                    const Conv3dParams& p) {
+  if (input.scalar_type() == at::kFloat && available_direct_kernels().other_algorithms &&
+      winograd_grad_weight_applies(s, p)) {
+    return winograd_grad_weight(grad_output, input, s, p);
+  }
   return input.scalar_type() == at::kBFloat16 ? grad_weight<uint32_t>(grad_output, input, s, p)
                                               : grad_weight<float>(grad_output, input, s, p);
 }

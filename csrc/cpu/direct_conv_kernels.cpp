@@ -248,6 +248,33 @@ CNNEXT_AVX512 void winograd_output_avx512(const float* m, int64_t ldm, const flo
   }
 }
 
+CNNEXT_AVX512 void winograd_grad_output_avx512(const float* g, int64_t row, int64_t pixel, float* u, int64_t ldu,
+                                               int64_t channels) {
+  const __m512 half = _mm512_set1_ps(0.5f);
+  for (int64_t c = 0; c < channels; c += kLanes) {
+    const __mmask16 mask = channels - c >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << (channels - c)) - 1);
+    __m512 d[2][2], t[4][2];
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; ++i)
+#pragma GCC unroll 2
+      for (int j = 0; j < 2; ++j) d[i][j] = _mm512_maskz_loadu_ps(mask, g + i * row + j * pixel + c);
+#pragma GCC unroll 2
+    for (int j = 0; j < 2; ++j) {  // t = S G' g, G' = [[1, 0], [1/2, 1/2], [1/2, -1/2], [0, 1]], S = diag(1, 1, 1, -1)
+      t[0][j] = d[0][j];
+      t[1][j] = _mm512_mul_ps(half, _mm512_add_ps(d[0][j], d[1][j]));
+      t[2][j] = _mm512_mul_ps(half, _mm512_sub_ps(d[0][j], d[1][j]));
+      t[3][j] = _mm512_sub_ps(_mm512_setzero_ps(), d[1][j]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {  // u = t G'^T S
+      _mm512_mask_storeu_ps(u + (4 * i + 0) * ldu + c, mask, t[i][0]);
+      _mm512_mask_storeu_ps(u + (4 * i + 1) * ldu + c, mask, _mm512_mul_ps(half, _mm512_add_ps(t[i][0], t[i][1])));
+      _mm512_mask_storeu_ps(u + (4 * i + 2) * ldu + c, mask, _mm512_mul_ps(half, _mm512_sub_ps(t[i][0], t[i][1])));
+      _mm512_mask_storeu_ps(u + (4 * i + 3) * ldu + c, mask, _mm512_sub_ps(_mm512_setzero_ps(), t[i][1]));
+    }
+  }
+}
+
 CNNEXT_AVX512 void transpose_avx512(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows,
                                     int64_t cols) {
   transpose(src, ld_src, dst, ld_dst, rows, cols);

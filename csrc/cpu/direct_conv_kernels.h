@@ -78,6 +78,11 @@ void transpose_avx512(const bf16* src, int64_t ld_src, bf16* dst, int64_t ld_dst
 void winograd_input_avx512(const float* x, int64_t row, int64_t pixel, float* v, int64_t ldv, int64_t channels);
 void winograd_output_avx512(const float* m, int64_t ldm, const float* bias, float* y, int64_t row, int64_t pixel,
                             int rows, int cols, int64_t channels);
+// Grad weight runs F(3x3, 2x2): a 2x2 grad_output tile g is the filter of the 4x4 input patch. Its transform, with
+// the signs of row and column 3 flipped so that the input patches can use winograd_input_avx512's B (F(3x3, 2x2)'s
+// B differs from F(2x2, 3x3)'s only in the sign of its last row): u[xi * ldu + k] = (S G' g G'^T S)[xi].
+void winograd_grad_output_avx512(const float* g, int64_t row, int64_t pixel, float* u, int64_t ldu,
+                                 int64_t channels);
 
 bool cpu_has_avx512();
 void tap_tile_avx512(const TapTile& t);

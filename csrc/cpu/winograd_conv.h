@@ -16,4 +16,9 @@ bool winograd_applies(const Conv3dShape& s, const Conv3dParams& p);
 at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, const float* bias,
                             const Conv3dShape& s, const Conv3dParams& p, at::MemoryFormat format);
 
+// grad weight [K, C, (1,) 3, 3] float32 of the same layers, by F(3x3, 2x2), up to 256 x 256 channels.
+bool winograd_grad_weight_applies(const Conv3dShape& s, const Conv3dParams& p);
+at::Tensor winograd_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Conv3dShape& s,
+                                const Conv3dParams& p);
+
 }  // namespace cnnext::cpu
