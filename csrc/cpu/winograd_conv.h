@@ -3,7 +3,9 @@
 // 16 values per channel meet the 16 transformed weights (G g G^T) in 16 independent products over the input
 // channels, and the 16 results give the 2x2 outputs (A^T m A): 16 multiply-adds per tile and channel pair where
 // the direct convolution does 36. The 16 products are tap_tile GEMMs (rows: tiles, reduction: input channels,
-// lanes: output channels); tiles go in chunks whose transformed inputs and products stay in L2. float32.
+// lanes: output channels); tiles go in chunks whose transformed inputs and products stay in L2. Grad input is the
+// forward convolution of grad_output with the flipped, transposed weight (direct_conv.cpp); grad weight runs
+// F(3x3, 2x2), below. float32.
 #pragma once
 #include <ATen/ATen.h>
 
