@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/CPUAllocator.h>
+#include <c10/util/SmallVector.h>
 
 #include <algorithm>
 #include <array>
@@ -30,8 +31,9 @@ using Params = Conv3dParams;
 constexpr int D = 0, H = 1, W = 2;
 
 // A tensor's sizes [N, C, spatial...] with `dims` spatial axes (2: H, W; 3: D, H, W).
-inline std::vector<int64_t> sizes_of(int64_t n, int64_t c, const std::array<int64_t, 3>& spatial, int64_t dims) {
-  std::vector<int64_t> sizes{n, c};
+inline c10::SmallVector<int64_t, 5> sizes_of(int64_t n, int64_t c, const std::array<int64_t, 3>& spatial,
+                                            int64_t dims) {
+  c10::SmallVector<int64_t, 5> sizes{n, c};
   sizes.insert(sizes.end(), spatial.end() - dims, spatial.end());
   return sizes;
 }

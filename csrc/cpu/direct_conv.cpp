@@ -270,9 +270,10 @@ AxisCut whole_axis(int64_t count, std::vector<int64_t> candidates, bool reads_pa
 template <typename Valid>
 AxisCut axis_cut(int64_t count, const std::vector<int64_t>& candidates, const Valid& valid) {
   std::vector<Segment> segments;
+  std::vector<int64_t> taps;  // of coordinate j (one buffer: a small layer's call is a few microseconds)
   int64_t useful = 0;
   for (int64_t j = 0; j < count; ++j) {
-    std::vector<int64_t> taps;
+    taps.clear();
     for (const int64_t t : candidates) {
       if (valid(j, t)) taps.push_back(t);
     }
@@ -280,7 +281,7 @@ AxisCut axis_cut(int64_t count, const std::vector<int64_t>& candidates, const Va
     if (!segments.empty() && segments.back().taps == taps) {
       segments.back().end = j + 1;
     } else {
-      segments.push_back({j, j + 1, std::move(taps)});
+      segments.push_back({j, j + 1, taps});
     }
   }
   const int64_t all = count * static_cast<int64_t>(candidates.size());
@@ -293,6 +294,10 @@ AxisCut axis_cut(int64_t count, const std::vector<int64_t>& candidates, const Va
 std::array<AxisCut, 3> output_cuts(const Shape& s, const Params& p) {
   std::array<AxisCut, 3> cuts;
   for (int a = 0; a < 3; ++a) {
+    if (s.kernel[a] == 1 && p.pad[a] == 0) {  // every pixel reads inside (a Conv2d's depth)
+      cuts[a] = whole_axis(s.out[a], {0}, false);
+      continue;
+    }
     cuts[a] = axis_cut(s.out[a], indices(s.kernel[a]), [&](int64_t o, int64_t r) {
       const int64_t at = o * p.stride[a] - p.pad[a] + r * p.dil[a];
       return at >= 0 && at < s.in[a];
@@ -304,7 +309,10 @@ std::array<AxisCut, 3> output_cuts(const Shape& s, const Params& p) {
 // The rows of a problem are its pixels' (depth, height) pairs, j = d * h_count + h, and the kernel indices along
 // them are (t, r) pairs, t * h_kernel + r: the regions of run_regions then cover Conv3d with two axes. The cut
 // along them is every depth segment's rows when H is not cut, else each depth's height segments.
-AxisCut fold_depth(const AxisCut& d, const AxisCut& h, int64_t h_count, int64_t h_kernel) {
+AxisCut fold_depth(const AxisCut& d, AxisCut h, int64_t h_count, int64_t h_kernel) {
+  const bool depth_1 = d.segments.size() == 1 && d.segments[0].end == 1 && d.segments[0].taps.size() == 1 &&
+                       d.segments[0].taps[0] == 0;
+  if (depth_1) return {std::move(h.segments), d.reads_padding || h.reads_padding};  // a Conv2d: the rows are H
   AxisCut rows{{}, d.reads_padding || h.reads_padding};
   const auto taps = [&](const Segment& sd, const Segment& sh) {
     std::vector<int64_t> pairs;
@@ -465,7 +473,7 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
   if (merge_row_taps) cuts[W] = whole_axis(s.out[W], {0}, p.pad[W] > 0);  // one tap per kernel row: W is not cut
   const auto pad = symmetric_padding(p.pad, {cuts[D].reads_padding, cuts[H].reads_padding, cuts[W].reads_padding});
   const auto padded = padded_sizes(s.in, pad);
-  const auto rows = fold_depth(cuts[D], cuts[H], s.out[H], s.kernel[H]);
+  const auto rows = fold_depth(cuts[D], std::move(cuts[H]), s.out[H], s.kernel[H]);
   const auto tap = [&](int64_t tr, int64_t q) {
     const int64_t t = tr / s.kernel[H], r = tr % s.kernel[H];
     return std::pair<int64_t, int64_t>{
@@ -742,9 +750,9 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
   // float32 skips the taps that read padding, as forward does; bfloat16 sums pairs of neighbouring pixels,
   // which a region's edge would split.
   const int64_t rows_per_image = s.out[D] * s.out[H];
-  const auto cuts = output_cuts(s, p);
+  auto cuts = output_cuts(s, p);
   const auto [cut_rows, cut_w] = std::is_same_v<E, float>
-      ? std::pair<AxisCut, AxisCut>{fold_depth(cuts[D], cuts[H], s.out[H], s.kernel[H]), cuts[W]}
+      ? std::pair<AxisCut, AxisCut>{fold_depth(cuts[D], std::move(cuts[H]), s.out[H], s.kernel[H]), cuts[W]}
       : std::pair<AxisCut, AxisCut>{whole_axis(rows_per_image, indices(s.kernel[D] * s.kernel[H]), true),
                                     whole_axis(s.out[W], indices(s.kernel[W]), true)};
   const bool by_regions = cut_rows.segments.size() > 1 || cut_w.segments.size() > 1;
@@ -833,12 +841,13 @@ DirectPath direct_conv_path(const at::Tensor& input, const Conv3dShape& s, const
 
 at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,
                                const std::optional<at::Tensor>& bias, const Conv3dShape& s, const Conv3dParams& p) {
-  if (input.scalar_type() == at::kFloat && available_direct_kernels().other_algorithms) {
+  const bool winograd = winograd_applies(s, p), narrow = !winograd && narrow_forward_applies(s, p);
+  if (input.scalar_type() == at::kFloat && available_direct_kernels().other_algorithms && (winograd || narrow)) {
     const auto b = float_bias(bias);
     const float* bias_data = b.defined() ? b.data_ptr<float>() : nullptr;
     const auto format = input.suggest_memory_format();
-    if (winograd_applies(s, p)) return winograd_forward(input, weight, bias_data, s, p, format);
-    if (narrow_forward_applies(s, p)) return narrow_forward(input, weight, bias_data, s, p, format);
+    return winograd ? winograd_forward(input, weight, bias_data, s, p, format)
+                    : narrow_forward(input, weight, bias_data, s, p, format);
   }
   return input.scalar_type() == at::kBFloat16 ? forward<bf16>(input, weight, bias, s, p)
                                               : forward<float>(input, weight, bias, s, p);
