@@ -194,12 +194,17 @@ CNNEXT_AVX512 void transpose(const T* src, int64_t ld_src, T* dst, int64_t ld_ds
     for (int64_t j = 0; j < cols; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
 }
 
+// The lanes of channels [c, c + 16) that exist, of `channels`.
+CNNEXT_AVX512 inline __mmask16 channel_mask(int64_t channels, int64_t c) {
+  return channels - c >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << (channels - c)) - 1);
+}
+
 }  // namespace
 
 CNNEXT_AVX512 void winograd_input_avx512(const float* x, int64_t row, int64_t pixel, float* v, int64_t ldv,
                                          int64_t channels) {
   for (int64_t c = 0; c < channels; c += kLanes) {
-    const __mmask16 mask = channels - c >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << (channels - c)) - 1);
+    const __mmask16 mask = channel_mask(channels, c);
     __m512 d[4][4], t[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; ++i)
@@ -225,7 +230,7 @@ CNNEXT_AVX512 void winograd_input_avx512(const float* x, int64_t row, int64_t pi
 CNNEXT_AVX512 void winograd_output_avx512(const float* m, int64_t ldm, const float* bias, float* y, int64_t row,
                                           int64_t pixel, int rows, int cols, int64_t channels) {
   for (int64_t c = 0; c < channels; c += kLanes) {
-    const __mmask16 mask = channels - c >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << (channels - c)) - 1);
+    const __mmask16 mask = channel_mask(channels, c);
     __m512 s[2][4];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) {  // s = A^T m
@@ -252,7 +257,7 @@ CNNEXT_AVX512 void winograd_grad_output_avx512(const float* g, int64_t row, int6
                                                int64_t channels) {
   const __m512 half = _mm512_set1_ps(0.5f);
   for (int64_t c = 0; c < channels; c += kLanes) {
-    const __mmask16 mask = channels - c >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << (channels - c)) - 1);
+    const __mmask16 mask = channel_mask(channels, c);
     __m512 d[2][2], t[4][2];
 #pragma GCC unroll 2
     for (int i = 0; i < 2; ++i)
