@@ -839,6 +839,12 @@ DirectPath direct_conv_path(const at::Tensor& input, const Conv3dShape& s, const
   return DirectPath::none;
 }
 
+std::string direct_conv_algorithm(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p) {
+  if (input.scalar_type() != at::kFloat || !available_direct_kernels().other_algorithms) return "";
+  if (winograd_applies(s, p)) return "Winograd F(2x2, 3x3)";
+  return narrow_forward_applies(s, p) ? "narrow (vectors along rows)" : "";
+}
+
 at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,
                                const std::optional<at::Tensor>& bias, const Conv3dShape& s, const Conv3dParams& p) {
   const bool winograd = winograd_applies(s, p), narrow = !winograd && narrow_forward_applies(s, p);
