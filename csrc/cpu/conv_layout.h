@@ -216,6 +216,20 @@ void store_channels_last(const ChannelsLastMemory<T>& cl, at::Tensor& dst, bool 
 inline bool worth_threads(int64_t elements) { return elements >= at::internal::GRAIN_SIZE; }
 
 // dst[m] = src[m] transposed for `count` contiguous [rows, cols] matrices; the threads split them into bands of
+// sum[i] += part[i] for i < n.
+inline void add_into(float* sum, const float* part, int64_t n) {
+  constexpr int64_t kChunk = 4096;
+  for_range(worth_threads(n), ceil_div(n, kChunk), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin * kChunk; i < std::min(n, end * kChunk); ++i) sum[i] += part[i];
+  });
+}
+
+// Slices of a batch of n images for sums that each thread makes into its own partial (one per thread, none
+// empty): slice i holds images [i * n / slices, (i + 1) * n / slices).
+inline int64_t batch_slices(int64_t n) {
+  return at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, n);
+}
+
 // rows (a single weight matrix is most of the work of packing it).
 template <typename T>
 void transpose_matrices(const T* src, T* dst, int64_t count, int64_t rows, int64_t cols) {

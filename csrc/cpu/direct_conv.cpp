@@ -142,14 +142,6 @@ at::Tensor unpacked_grad_weight(const float* dw, int64_t groups, int64_t cg, int
   return out;
 }
 
-// sum[i] += part[i] for i < n.
-void add_into(float* sum, const float* part, int64_t n) {
-  constexpr int64_t kChunk = 4096;
-  for_range(worth_threads(n), ceil_div(n, kChunk), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin * kChunk; i < std::min(n, end * kChunk); ++i) sum[i] += part[i];
-  });
-}
-
 // One application of tap_tile over a list of rows, for every group: row i reads a + a_off[i] (+ group
 // offset) and writes c + c_off[i]; b is the packed weight of packed_weight_for<T>().
 template <typename T>
@@ -760,7 +752,7 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
   // The batch is cut into one slice of images per thread; each thread sums its slice into its own partial
   // dw, in steps of images converted to channels-last in its cache and chunks of pixels that every tile
   // reads while they are in L2. The partials are then added in slice order.
-  const int64_t slices = at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, s.n);
+  const int64_t slices = batch_slices(s.n);
   const int64_t dw_size = gr.groups * rows * gr.kg;
   Scratch<float> partial(slices * dw_size);  // [slices, G, rows, Kg]
   const int64_t pixels_per_image = rows_per_image * ceil_div(s.out[W], kPixelsPerElement<E>);
@@ -839,21 +831,38 @@ DirectPath direct_conv_path(const at::Tensor& input, const Conv3dShape& s, const
   return DirectPath::none;
 }
 
+namespace {
+
+enum class ForwardAlgorithm { tap_kernel, winograd, narrow };
+
+// The one decision of which algorithm a direct forward runs (direct_conv_forward and, by name, show_config).
+ForwardAlgorithm forward_algorithm(const at::Tensor& input, const Shape& s, const Params& p) {
+  if (input.scalar_type() != at::kFloat || !available_direct_kernels().other_algorithms) {
+    return ForwardAlgorithm::tap_kernel;
+  }
+  if (winograd_applies(s, p)) return ForwardAlgorithm::winograd;
+  return narrow_forward_applies(s, p) ? ForwardAlgorithm::narrow : ForwardAlgorithm::tap_kernel;
+}
+
+}  // namespace
+
 std::string direct_conv_algorithm(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p) {
-  if (input.scalar_type() != at::kFloat || !available_direct_kernels().other_algorithms) return "";
-  if (winograd_applies(s, p)) return "Winograd F(2x2, 3x3)";
-  return narrow_forward_applies(s, p) ? "narrow (vectors along rows)" : "";
+  switch (forward_algorithm(input, s, p)) {
+    case ForwardAlgorithm::winograd: return "Winograd F(2x2, 3x3)";
+    case ForwardAlgorithm::narrow: return "narrow (vectors along rows)";
+    default: return "";
+  }
 }
 
 at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight,
                                const std::optional<at::Tensor>& bias, const Conv3dShape& s, const Conv3dParams& p) {
-  const bool winograd = winograd_applies(s, p), narrow = !winograd && narrow_forward_applies(s, p);
-  if (input.scalar_type() == at::kFloat && available_direct_kernels().other_algorithms && (winograd || narrow)) {
+  const auto algorithm = forward_algorithm(input, s, p);
+  if (algorithm != ForwardAlgorithm::tap_kernel) {
     const auto b = float_bias(bias);
     const float* bias_data = b.defined() ? b.data_ptr<float>() : nullptr;
     const auto format = input.suggest_memory_format();
-    return winograd ? winograd_forward(input, weight, bias_data, s, p, format)
-                    : narrow_forward(input, weight, bias_data, s, p, format);
+    return algorithm == ForwardAlgorithm::winograd ? winograd_forward(input, weight, bias_data, s, p, format)
+                                                   : narrow_forward(input, weight, bias_data, s, p, format);
   }
   return input.scalar_type() == at::kBFloat16 ? forward<bf16>(input, weight, bias, s, p)
                                               : forward<float>(input, weight, bias, s, p);
