@@ -40,6 +40,11 @@ def test_kernel_path_is_the_kernels_own_choice():
     narrow = torch.ops.cnnext._kernel_path("conv2d", torch.empty(1, 32, 16, 16), torch.empty(3, 32, 3, 3), [1, 1],
                                            [1, 1], [1, 1], 1)
     assert narrow == "direct AVX-512: narrow (vectors along rows)"
+    x, w = torch.empty(1, 32, 16, 16), torch.empty(32, 32, 3, 3)
+    dilated = torch.ops.cnnext._kernel_path("conv2d", x, w, [1, 1], [2, 2], [2, 2], 1)
+    assert dilated == "direct AVX-512: Winograd F(2x2, 3x3)"
+    near_the_map = torch.ops.cnnext._kernel_path("conv2d", x, w, [1, 1], [0, 0], [5, 5], 1)  # 6x6: tiles half empty
+    assert near_the_map == "direct AVX-512"
     x, w = torch.empty(1, 32, 8, 8), torch.empty(32, 8, 3, 3)  # groups of 8 channels: too narrow for the vectors
     assert torch.ops.cnnext._kernel_path("conv2d", x, w, [1, 1], [1, 1], [1, 1], 4) == "im2col + GEMM"
     depthwise = torch.ops.cnnext._kernel_path("conv2d", x, torch.empty(32, 1, 3, 3), [1, 1], [1, 1], [1, 1], 32)

@@ -42,6 +42,8 @@ SHAPES = [
     (3, 3, 12, 12, 24, (3, 3), 1, 2, 2, 1),        # 3 input channels: grad input as a narrow convolution
     (3, 32, 14, 15, 40, (3, 3), 1, 0, 1, 1),       # Winograd F(2x2, 3x3): 12x13 output (clipped tiles)
     (2, 24, 16, 16, 17, (3, 3), 1, 2, 1, 1),       # Winograd with padding 2 (its grad input: padding 0)
+    (2, 16, 13, 11, 24, (3, 3), 1, 2, 2, 1),       # Winograd on dilation 2's phase sub-grids, phases of unequal length
+    (2, 20, 12, 17, 16, (3, 3), 1, (1, 3), (1, 3), 1),  # Winograd with dilation 1 along H and 3 along W
 ]
 
 
