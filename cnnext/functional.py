@@ -4,10 +4,11 @@ Argument handling follows F.conv2d: ints or pairs, padding='valid'/'same' (asymm
 as PyTorch pads), unbatched (C, H, W) input. The shape, dtype and device checks are done once, in C++
 (csrc/conv_params.h), before any kernel runs.
 
-A batched call with numeric padding goes straight to the op: the dispatcher takes an int or a pair for each
-int[2] argument, C++ checks the values and runs the autograd formulas, so such a call costs about what
-F.conv2d costs. Only when the op refuses the arguments does the checked path run, to normalise what the
-dispatcher does not take (a 1-tuple, numpy ints) or to say in F.conv2d's words what is wrong.
+A batched call with numeric padding goes straight to the op through cnnext._C's unboxed call (ints or tuples
+of ints read in C++, no IValue boxing); C++ checks the values and runs the autograd formulas, so such a call
+costs about what F.conv2d costs. Only when the call refuses the arguments does the checked path run, to
+normalise what it does not take (a 1-tuple, numpy ints, tensor subclasses) or to say in F.conv2d's words what
+is wrong.
 """
 import numbers
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ops
+from ._extension import _C
 
 
 def _ntuple(value, n, name, op):
@@ -71,24 +73,14 @@ def _check_tensors(input, weight, bias, op="conv2d"):
     ops.check_same_device(op, **dict(named))
 
 
-def _op_entry(name):
-    """The C++ callable behind torch.ops.cnnext.<name>.default: the same call without OpOverload.__call__'s
-    Python frame, which is a tenth of the cost of a call on a tiny input."""
-    overload = getattr(torch.ops.cnnext, name).default
-    return getattr(overload, "_op", overload)
-
-
-_OP_ENTRIES = {name: _op_entry(name) for name in ("conv2d", "conv3d", "max_pool2d", "avg_pool2d")}
-
-
 def _fast_call(op, input, *args):
-    """torch.ops.cnnext.<op>(input, *args) for a batched tensor input, or None where the checked path must decide
-    (any other input, refused arguments such as a complex input, tracing by torch.compile, which needs no
-    shortcut)."""
-    if type(input) is not torch.Tensor or torch.compiler.is_compiling():  # noqa: E721 (subclasses: checked path)
+    """torch.ops.cnnext.<op>(input, *args) through cnnext._C's unboxed call (csrc/python_calls.cpp), or None where
+    the checked path must decide: arguments the call does not take plainly (it raises TypeError), arguments the op
+    refuses (the checked path then says in F's words what is wrong), tracing by torch.compile."""
+    if torch.compiler.is_compiling():
         return None
     try:
-        return _OP_ENTRIES[op](input, *args)
+        return getattr(_C, op)(input, *args)
     except (TypeError, RuntimeError, NotImplementedError):
         return None
 

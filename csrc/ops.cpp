@@ -1,16 +1,8 @@
 // Every op schema of cnnext, in one place. Kernels register per dispatch key in cpu/ and cuda/;
 // autograd (conv_autograd.cpp, pool_autograd.cpp) for the Autograd key; fake (meta) kernels from Python in
 // cnnext/ops.py.
-#include <Python.h>
+// The Python module itself (cnnext._C, whose import loads this library): python_calls.cpp.
 #include <torch/library.h>
-
-// Importing cnnext._C loads this library, which runs the TORCH_LIBRARY registrations below.
-extern "C" {
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
-}
-}
 
 TORCH_LIBRARY(cnnext, m) {
   m.def(

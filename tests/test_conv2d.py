@@ -246,3 +246,67 @@ def test_naive_reference_matches_extension():
         torch.testing.assert_close(out, expected_out)
         for got, expected in zip(grads, expected_grads):
             torch.testing.assert_close(got, expected)
+
+
+class LoggingTensor(torch.Tensor):
+    """A subclass with its own __torch_function__: cnnext.conv2d must reach it as torch.ops would."""
+    seen = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        cls.seen.append(str(func))
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+class RecordingMode(torch.overrides.TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_unboxed_call_leaves_subclasses_and_modes_to_torch_function():
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    LoggingTensor.seen.clear()
+    out = cnnext.conv2d(x.as_subclass(LoggingTensor), w)
+    assert any("cnnext.conv2d" in name for name in LoggingTensor.seen)
+    torch.testing.assert_close(out.as_subclass(torch.Tensor), F.conv2d(x, w))
+    LoggingTensor.seen.clear()
+    cnnext.conv2d(x, w.as_subclass(LoggingTensor))  # a subclass weight behind a plain input
+    assert any("cnnext.conv2d" in name for name in LoggingTensor.seen)
+    with RecordingMode() as mode:
+        cnnext.conv2d(x, w, None, 1, 1)
+        cnnext.max_pool2d(x, 2)
+    assert any("cnnext.conv2d" in name for name in mode.seen)
+    assert any("cnnext.max_pool2d" in name for name in mode.seen)
+
+
+@pytest.mark.parametrize("stride, padding, groups", [
+    (1, 1, 1), ((1, 2), [0, 1], 1), (torch.tensor(2).item(), 0, 2),   # plain ints, tuples, lists
+    ((2,), (1,), 1),                                                  # 1-tuples: the checked path
+])
+def test_unboxed_call_and_checked_path_agree(stride, padding, groups):
+    x, w = torch.randn(2, 4, 9, 8), torch.randn(6, 4 // int(groups), 3, 3, requires_grad=True)
+    out = cnnext.conv2d(x, w, None, stride, padding, 1, groups)
+    torch.testing.assert_close(out, F.conv2d(x, w, None, stride, padding, 1, groups))
+    out.sum().backward()
+    assert w.grad is not None and w.grad.shape == w.shape
+
+
+def test_unboxed_call_leaves_bad_arguments_to_the_checked_path():
+    x, w = torch.randn(2, 4, 9, 8), torch.randn(6, 4, 3, 3)
+    with pytest.raises(TypeError, match="expected groups to be an int, but got True"):
+        cnnext.conv2d(x, w, None, 1, 0, 1, True)
+    with pytest.raises(RuntimeError, match="weight"):
+        cnnext.conv2d(x, torch.randn(6, 5, 3, 3))
+
+
+def test_unboxed_call_is_the_op_the_profiler_sees():
+    x, w = torch.randn(1, 2, 5, 5), torch.nn.Parameter(torch.randn(3, 2, 3, 3))
+    with torch.profiler.profile() as prof:
+        cnnext.conv2d(x, w).sum().backward()
+    names = {event.name for event in prof.events()}
+    assert {"cnnext::conv2d", "cnnext::conv2d_backward"} <= names
