@@ -36,7 +36,7 @@ def test_report_names_versions_build_features_threads_and_paths():
 @pytest.mark.skipif(not AVX512, reason="this CPU has no AVX-512: the direct kernel is never chosen")
 def test_kernel_path_is_the_kernels_own_choice():
     assert config.kernel_path("conv2d", torch.float32) == "direct AVX-512: Winograd F(2x2, 3x3)"
-    assert config.kernel_path("conv3d", torch.float32) == "direct AVX-512"
+    assert config.kernel_path("conv3d", torch.float32) == "direct AVX-512: Winograd F(2x2, 3x3)"
     narrow = torch.ops.cnnext._kernel_path("conv2d", torch.empty(1, 32, 16, 16), torch.empty(3, 32, 3, 3), [1, 1],
                                            [1, 1], [1, 1], 1)
     assert narrow == "direct AVX-512: narrow (vectors along rows)"

@@ -31,6 +31,9 @@ SHAPES = [
     (2, 64, (4, 4, 4), 64, (3, 3, 3), (3, 2, 1), 2, (2, 1, 1), 1),  # phases with no taps along depth
     (2, 5, (5, 6, 20), 3, (3, 3, 3), (2, 1, 1), 1, (1, 1, 2), 1),   # 3 output channels: vectors along rows
     (2, 16, (1, 14, 13), 20, (1, 3, 3), 1, (0, 1, 1), 1, 1),       # depth 1, 1x3x3: Winograd F(2x2, 3x3)
+    (2, 16, (7, 9, 8), 16, (3, 3, 3), 1, (2, 1, 1), (2, 1, 1), 1),  # Winograd per depth tap, depth dilation
+    (2, 20, (5, 10, 7), 17, (2, 3, 3), 1, (0, 1, 1), 1, 1),         # Winograd, two depth taps, clipped tiles
+    (1, 16, (6, 12, 11), 24, (3, 3, 3), 1, (1, 2, 2), (1, 2, 2), 1),  # Winograd with dilation 2 in the plane
 ]
 # bfloat16: the same products of bfloat16 values, summed in float32 and rounded once (see test_cpu_bf16.py).
 BF16_RTOL = 2 ** -7

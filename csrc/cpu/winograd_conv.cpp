@@ -8,20 +8,22 @@ namespace {
 
 constexpr int64_t kWinogradChunkTiles = 96;
 
-// U = G g G^T for every (input channel, output channel), packed [16][output blocks][C][kBlockLanes] (zero lanes
-// past K) as tap_tile's b. Each input channel's 16 x K values are made in a small buffer and copied out in runs of
-// kBlockLanes: writing them straight to the 16 matrices, which lie a multiple of 4 KB apart, took 3-6 ms for a
-// 128- or 256-channel layer (the stores alias in L1).
+// U = G g G^T for every reduction row (depth tap t, input channel c; t = 0 alone for a Conv2d) and output channel,
+// packed [16][output blocks][T * C][kBlockLanes] (zero lanes past K) as tap_tile's b. Each row's 16 x K values are
+// made in a small buffer and copied out in runs of kBlockLanes: writing them straight to the 16 matrices, which lie
+// a multiple of 4 KB apart, took 3-6 ms for a 128- or 256-channel layer (the stores alias in L1).
 Scratch<float> winograd_weight(const at::Tensor& weight, int64_t c, int64_t k) {
   const auto w = weight.contiguous();
   const float* g = w.data_ptr<float>();
-  const int64_t blocks = ceil_div(k, kBlockLanes), lanes = blocks * kBlockLanes, matrix = blocks * c * kBlockLanes;
+  const int64_t taps = w.numel() / (k * c * 9), rows = taps * c;
+  const int64_t blocks = ceil_div(k, kBlockLanes), lanes = blocks * kBlockLanes, matrix = blocks * rows * kBlockLanes;
   Scratch<float> u(16 * matrix);
-  for_range(worth_threads(16 * matrix), c, [&](int64_t begin, int64_t end) {
-    std::vector<float> one_channel(16 * lanes, 0.0f);  // [16][lanes]
-    for (int64_t ci = begin; ci < end; ++ci) {
+  for_range(worth_threads(16 * matrix), rows, [&](int64_t begin, int64_t end) {
+    std::vector<float> one_row(16 * lanes, 0.0f);  // [16][lanes]
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t tap = row / c, ci = row % c;
       for (int64_t ko = 0; ko < k; ++ko) {
-        const float* f = g + (ko * c + ci) * 9;
+        const float* f = g + ((ko * c + ci) * taps + tap) * 9;
         float t[4][3];  // G g
         for (int j = 0; j < 3; ++j) {
           t[0][j] = f[j];
@@ -30,16 +32,16 @@ Scratch<float> winograd_weight(const at::Tensor& weight, int64_t c, int64_t k) {
           t[3][j] = f[6 + j];
         }
         for (int i = 0; i < 4; ++i) {  // (G g) G^T
-          one_channel[(4 * i + 0) * lanes + ko] = t[i][0];
-          one_channel[(4 * i + 1) * lanes + ko] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-          one_channel[(4 * i + 2) * lanes + ko] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-          one_channel[(4 * i + 3) * lanes + ko] = t[i][2];
+          one_row[(4 * i + 0) * lanes + ko] = t[i][0];
+          one_row[(4 * i + 1) * lanes + ko] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+          one_row[(4 * i + 2) * lanes + ko] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+          one_row[(4 * i + 3) * lanes + ko] = t[i][2];
         }
       }
       for (int64_t xi = 0; xi < 16; ++xi) {
         for (int64_t block = 0; block < blocks; ++block) {
-          std::copy_n(one_channel.data() + xi * lanes + block * kBlockLanes, kBlockLanes,
-                      u.get() + xi * matrix + (block * c + ci) * kBlockLanes);
+          std::copy_n(one_row.data() + xi * lanes + block * kBlockLanes, kBlockLanes,
+                      u.get() + xi * matrix + (block * rows + row) * kBlockLanes);
         }
       }
     }
@@ -58,36 +60,51 @@ std::vector<int64_t> tile_starts(int64_t out, int64_t dil) {
   return starts;
 }
 
-// The 2x2 output tiles of a layer and the padded input they read: tile t is image t / per_image, output rows and
-// columns from corner(t); the input is padded so that every tile's 4x4 patch lies inside it.
+// The 2x2 output tiles of a layer and the padded input they read: tile t is image t / per_image; its output depth,
+// rows and columns come from corner(t). The input is padded so that every tile's 4x4 patches lie inside it. A
+// Conv3d of depth kernel T is, for each output depth od, a Conv2d over T * C input channels: the slices read by the
+// depth taps (od + t * dil) stacked, so every tile has T patches, one per depth tap, and its reduction rows are the
+// (t, c) pairs.
 struct Tiles {
   std::vector<int64_t> row_starts, col_starts;
-  int64_t dil_h, dil_w, per_image;
+  int64_t depth_taps, dil_d, dil_h, dil_w, plane, per_image;
   Padding pad;
   std::array<int64_t, 3> padded;
 
   Tiles(const Shape& s, const Params& p)
       : row_starts(tile_starts(s.out[H], p.dil[H])),
         col_starts(tile_starts(s.out[W], p.dil[W])),
+        depth_taps(s.kernel[D]),
+        dil_d(p.dil[D]),
         dil_h(p.dil[H]),
         dil_w(p.dil[W]),
-        per_image(int64_t(row_starts.size() * col_starts.size())) {
-    const auto after = [&](int a, int64_t last_start) {
-      return std::max<int64_t>(0, last_start + 3 * p.dil[a] + 1 - s.in[a] - p.pad[a]);
+        plane(int64_t(row_starts.size() * col_starts.size())),
+        per_image(s.out[D] * plane) {
+    const auto after = [&](int a, int64_t last_start, int64_t span) {
+      return std::max<int64_t>(0, last_start + span + 1 - s.in[a] - p.pad[a]);
     };
-    pad.before = {0, p.pad[H], p.pad[W]};
-    pad.after = {0, after(H, max_start(row_starts)), after(W, max_start(col_starts))};
+    pad.before = {p.pad[D], p.pad[H], p.pad[W]};
+    pad.after = {after(D, s.out[D] - 1, (s.kernel[D] - 1) * p.dil[D]), after(H, max_start(row_starts), 3 * p.dil[H]),
+                 after(W, max_start(col_starts), 3 * p.dil[W])};
     padded = padded_sizes(s.in, pad);
   }
   static int64_t max_start(const std::vector<int64_t>& starts) { return *std::max_element(starts.begin(), starts.end()); }
-  std::array<int64_t, 3> corner(int64_t tile) const {  // image, first output row, first output column
-    const int64_t cols = int64_t(col_starts.size()), in_image = tile % per_image;
-    return {tile / per_image, row_starts[in_image / cols], col_starts[in_image % cols]};
+  std::array<int64_t, 4> corner(int64_t tile) const {  // image, output depth, first output row, first output column
+    const int64_t cols = int64_t(col_starts.size()), in_image = tile % per_image, in_plane = in_image % plane;
+    return {tile / per_image, in_image / plane, row_starts[in_plane / cols], col_starts[in_plane % cols]};
   }
-  // Offset of tile `tile`'s input patch in the padded channels-last input of `channels` channels.
-  int64_t patch(int64_t tile, int64_t channels) const {
-    const auto [n, oh, ow] = corner(tile);
-    return ((n * padded[H] + oh) * padded[W] + ow) * channels;
+  // Offset of tile `tile`'s input patch for depth tap `tap` in the padded channels-last input of `channels`
+  // channels.
+  int64_t patch(int64_t tile, int64_t tap, int64_t channels) const {
+    const auto [n, od, oh, ow] = corner(tile);
+    return (((n * padded[D] + od + tap * dil_d) * padded[H] + oh) * padded[W] + ow) * channels;
+  }
+  // The tile's T input transforms, side by side in v's row for the tile: v[t * C + c].
+  void transform_input(const float* x, int64_t tile, int64_t channels, float* v, int64_t ldv) const {
+    for (int64_t tap = 0; tap < depth_taps; ++tap) {
+      kernels::winograd_input_avx512(x + patch(tile, tap, channels), dil_h * padded[W] * channels,
+                                     dil_w * channels, v + tap * channels, ldv, channels);
+    }
   }
   int64_t images_per_step() const { return std::max<int64_t>(1, ceil_div(kWinogradChunkTiles, per_image)); }
 };
@@ -102,32 +119,32 @@ bool winograd_applies(const Shape& s, const Params& p) {
   for (int a = 0; a < 3; ++a) {
     if (p.stride[a] != 1) return false;
   }
-  const bool planar_3x3 = s.in[D] == 1 && s.kernel[D] == 1 && p.pad[D] == 0 && s.kernel[H] == 3 && s.kernel[W] == 3;
-  if (!planar_3x3 || p.groups != 1 || s.c < kLanes || s.k < kLanes || s.c * s.k > 512 * 512 || s.out[H] < 4 ||
-      s.out[W] < 4) {
+  const int64_t rows = s.kernel[D] * s.c;  // reduction rows: (depth tap, input channel)
+  if (s.kernel[H] != 3 || s.kernel[W] != 3 || p.groups != 1 || s.c < kLanes || s.k < kLanes ||
+      rows * s.k > 512 * 512 || s.out[H] < 4 || s.out[W] < 4) {
     return false;
   }
-  // Winograd's 16 products per tile must stay under three quarters of the direct kernel's, which skips the taps
-  // that read padding: a dilation near the map's size leaves tiles half empty, a wide padding (grad input of an
-  // unpadded dilated layer) gives many taps that read only zeros. Measured (2 threads): 512 channels on 7x7 maps
-  // (0.71 of the products) 4.5 against 10 ms forward; the lab's HDC 64 -> 128 layer at dilation 5 (0.69) at parity;
-  // its grad input (1.56) 5.4 against 2.9 ms.
-  int64_t tiles = 1, direct_products = 1;
-  for (int a : {H, W}) {
-    tiles *= int64_t(tile_starts(s.out[a], p.dil[a]).size());
+  // Winograd's 16 products per tile (and depth tap) must stay under three quarters of the direct kernel's, which
+  // skips the taps that read padding: a dilation near the map's size leaves tiles half empty, a wide padding (grad
+  // input of an unpadded dilated layer) gives many taps that read only zeros. Measured (2 threads): 512 channels
+  // on 7x7 maps (0.71 of the products) 4.5 against 10 ms forward; the lab's HDC 64 -> 128 layer at dilation 5
+  // (0.69) at parity; its grad input (1.56) 5.4 against 2.9 ms.
+  int64_t winograd_products = 16 * s.out[D] * s.kernel[D], direct_products = 1;
+  for (int a : {D, H, W}) {
+    if (a != D) winograd_products *= int64_t(tile_starts(s.out[a], p.dil[a]).size());
     int64_t taps_inside = 0;  // (output, kernel index) pairs that read the input, not its padding
-    for (int64_t r = 0; r < 3; ++r) {
+    for (int64_t r = 0; r < s.kernel[a]; ++r) {
       const int64_t offset = r * p.dil[a] - p.pad[a];  // output o reads input o + offset
       taps_inside += std::max<int64_t>(0, std::min(s.out[a], s.in[a] - offset) - std::max<int64_t>(0, -offset));
     }
     direct_products *= taps_inside;
   }
-  return 4 * 16 * tiles <= 3 * direct_products;
+  return 4 * winograd_products <= 3 * direct_products;
 }
 
 at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, const float* bias, const Shape& s,
                             const Params& p, at::MemoryFormat format) {
-  const int64_t c = s.c, k = s.k, blocks = ceil_div(k, kBlockLanes);
+  const int64_t c = s.c, k = s.k, blocks = ceil_div(k, kBlockLanes), rows = s.kernel[D] * c;
   const Tiles tiles(s, p);
   const auto u = winograd_weight(weight, c, k);
   auto out = at::empty(sizes_of(s.n, k, s.out, input.dim() - 2), input.options().memory_format(format));
@@ -137,34 +154,31 @@ at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, c
     const auto y = channels_last_memory_for<float>(out_step);
     const int64_t step_tiles = count * tiles.per_image, chunks = ceil_div(step_tiles, kWinogradChunkTiles);
     for_range(parallel, chunks, [&](int64_t first_chunk, int64_t last_chunk) {
-      Scratch<float> v(16 * kWinogradChunkTiles * c), m(16 * kWinogradChunkTiles * blocks * kBlockLanes);
-      const int64_t ldv = kWinogradChunkTiles * c, ldm = kWinogradChunkTiles * blocks * kBlockLanes;
+      Scratch<float> v(16 * kWinogradChunkTiles * rows), m(16 * kWinogradChunkTiles * blocks * kBlockLanes);
+      const int64_t ldv = kWinogradChunkTiles * rows, ldm = kWinogradChunkTiles * blocks * kBlockLanes;
       for (int64_t chunk = first_chunk; chunk < last_chunk; ++chunk) {
         const int64_t tile0 = chunk * kWinogradChunkTiles;
         const int64_t chunk_tiles = std::min(kWinogradChunkTiles, step_tiles - tile0);
-        for (int64_t i = 0; i < chunk_tiles; ++i) {
-          kernels::winograd_input_avx512(x.data + tiles.patch(tile0 + i, c), tiles.dil_h * tiles.padded[W] * c,
-                                         tiles.dil_w * c, v.get() + i * c, ldv, c);
-        }
+        for (int64_t i = 0; i < chunk_tiles; ++i) tiles.transform_input(x.data, tile0 + i, c, v.get() + i * rows, ldv);
         kernels::TapTile t{};
         const int64_t a_tap = 0, b_tap = 0;
         t.a_tap = &a_tap;
         t.b_tap = &b_tap;
         t.taps = 1;
-        t.reduction = c;
+        t.reduction = rows;
         t.ldb = kBlockLanes;
         const int64_t nvec_total = ceil_div(k, kLanes);
         for (int64_t xi = 0; xi < 16; ++xi) {
           for (int64_t v0 = 0; v0 < nvec_total; v0 += kMaxVectors) {
             t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
             t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(k) : uint16_t(0xFFFF);
-            t.b = u.get() + ((xi * blocks + v0 / kMaxVectors) * c) * kBlockLanes;
+            t.b = u.get() + ((xi * blocks + v0 / kMaxVectors) * rows) * kBlockLanes;
             const int tile_rows = kernels::rows_per_tile(t.nvec);
             for (int64_t row = 0; row < chunk_tiles; row += tile_rows) {
               t.rows = static_cast<int>(std::min<int64_t>(tile_rows, chunk_tiles - row));
               for (int i = 0; i < tile_rows; ++i) {
                 const int64_t r = row + std::min(i, t.rows - 1);
-                t.a_rows[i] = v.get() + xi * ldv + r * c;
+                t.a_rows[i] = v.get() + xi * ldv + r * rows;
                 t.c_rows[i] = m.get() + xi * ldm + r * blocks * kBlockLanes + v0 * kLanes;
               }
               kernels::tap_tile_avx512(t);
@@ -172,9 +186,9 @@ at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, c
           }
         }
         for (int64_t i = 0; i < chunk_tiles; ++i) {
-          const auto [n, oh, ow] = tiles.corner(tile0 + i);
+          const auto [n, od, oh, ow] = tiles.corner(tile0 + i);
           kernels::winograd_output_avx512(m.get() + i * blocks * kBlockLanes, ldm, bias,
-                                          y.data + ((n * s.out[H] + oh) * s.out[W] + ow) * k,
+                                          y.data + (((n * s.out[D] + od) * s.out[H] + oh) * s.out[W] + ow) * k,
                                           tiles.dil_h * s.out[W] * k, tiles.dil_w * k,
                                           oh + tiles.dil_h < s.out[H] ? 2 : 1, ow + tiles.dil_w < s.out[W] ? 2 : 1, k);
         }
@@ -188,17 +202,18 @@ at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, c
 // Each thread's partial sums are 16 C K floats, read and written once per chunk of tiles: at 512 x 512 channels
 // (16 MB) that traffic made it slower than the direct kernel's pixel sums (37 against 31 ms on 4x4 maps).
 bool winograd_grad_weight_applies(const Shape& s, const Params& p) {
-  return winograd_applies(s, p) && s.c * s.k <= 256 * 256;
+  return winograd_applies(s, p) && s.kernel[D] * s.c * s.k <= 256 * 256;
 }
 
 // Grad weight, F(3x3, 2x2): dw[k, c] (3x3) = sum over 2x2 grad_output tiles g_k of the correlation of the 4x4
 // input patch d_c with g_k = A'^T [sum over tiles (B'^T d_c B') . (G' g_k G'^T)] A'. Per transformed position xi the
 // sum over tiles is a product [C x tiles] x [tiles x K], run on pixel_sum_tile (rows: input channels, lanes:
-// output channels, the tiles as its pixels). Each thread sums its slice of the batch into its own 16 x C x K
-// partial; the partials are added in a fixed order, so results repeat run to run.
+// output channels, the tiles as its pixels); for a Conv3d the rows are the (depth tap, input channel) pairs of the
+// tiles' stacked patches (Tiles). Each thread sums its slice of the batch into its own 16 x T C x K partial; the
+// partials are added in a fixed order, so results repeat run to run.
 at::Tensor winograd_grad_weight(const at::Tensor& grad_output, const at::Tensor& input, const Shape& s,
                                 const Params& p) {
-  const int64_t c = s.c, k = s.k, ldu = ceil_div(k, kLanes) * kLanes;
+  const int64_t c = s.c, k = s.k, ldu = ceil_div(k, kLanes) * kLanes, rows = s.kernel[D] * c;
   const Tiles tiles(s, p);
   Padding go_pad;  // zero rows and columns where a tile's second position lies past the output
   const auto past_output = [&](int a, const std::vector<int64_t>& starts) {
@@ -206,14 +221,14 @@ at::Tensor winograd_grad_weight(const at::Tensor& grad_output, const at::Tensor&
   };
   go_pad.after = {0, past_output(H, tiles.row_starts), past_output(W, tiles.col_starts)};
   const auto go_padded = padded_sizes(s.out, go_pad);
-  const int64_t slices = batch_slices(s.n), sums = 16 * c * k;  // one slice's partial: [16][C][K]
+  const int64_t slices = batch_slices(s.n), sums = 16 * rows * k;  // one slice's partial: [16][T C][K]
   Scratch<float> partial(slices * sums);
   const int64_t images_per_step = tiles.images_per_step();
   at::parallel_for(0, slices, 1, [&](int64_t first_slice, int64_t last_slice) {
-    Scratch<float> v(16 * kWinogradChunkTiles * c), u(16 * kWinogradChunkTiles * ldu);
-    const int64_t ldv = kWinogradChunkTiles * c, ldu_xi = kWinogradChunkTiles * ldu;
+    Scratch<float> v(16 * kWinogradChunkTiles * rows), u(16 * kWinogradChunkTiles * ldu);
+    const int64_t ldv = kWinogradChunkTiles * rows, ldu_xi = kWinogradChunkTiles * ldu;
     std::vector<int64_t> tile_offsets(kWinogradChunkTiles);
-    for (int64_t i = 0; i < kWinogradChunkTiles; ++i) tile_offsets[i] = i * c;
+    for (int64_t i = 0; i < kWinogradChunkTiles; ++i) tile_offsets[i] = i * rows;
     for (int64_t slice = first_slice; slice < last_slice; ++slice) {
       float* sum = partial.get() + slice * sums;
       bool accumulate = false;
@@ -225,10 +240,9 @@ at::Tensor winograd_grad_weight(const at::Tensor& grad_output, const at::Tensor&
         for (int64_t tile0 = 0; tile0 < step_tiles; tile0 += kWinogradChunkTiles) {
           const int64_t chunk_tiles = std::min(kWinogradChunkTiles, step_tiles - tile0);
           for (int64_t i = 0; i < chunk_tiles; ++i) {
-            const auto [n, oh, ow] = tiles.corner(tile0 + i);
-            kernels::winograd_input_avx512(x.data + tiles.patch(tile0 + i, c), tiles.dil_h * tiles.padded[W] * c,
-                                           tiles.dil_w * c, v.get() + i * c, ldv, c);
-            kernels::winograd_grad_output_avx512(g.data + ((n * go_padded[H] + oh) * go_padded[W] + ow) * k,
+            const auto [n, od, oh, ow] = tiles.corner(tile0 + i);
+            tiles.transform_input(x.data, tile0 + i, c, v.get() + i * rows, ldv);
+            kernels::winograd_grad_output_avx512(g.data + (((n * s.out[D] + od) * go_padded[H] + oh) * go_padded[W] + ow) * k,
                                                  tiles.dil_h * go_padded[W] * k, tiles.dil_w * k, u.get() + i * ldu,
                                                  ldu_xi, k);
           }
@@ -246,10 +260,10 @@ at::Tensor winograd_grad_weight(const at::Tensor& grad_output, const at::Tensor&
               t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(k) : uint16_t(0xFFFF);
               t.g = u.get() + xi * ldu_xi + v0 * kLanes;
               const int tile_rows = kernels::rows_per_tile(t.nvec);
-              for (int64_t row = 0; row < c; row += tile_rows) {
-                t.rows = static_cast<int>(std::min<int64_t>(tile_rows, c - row));
+              for (int64_t row = 0; row < rows; row += tile_rows) {
+                t.rows = static_cast<int>(std::min<int64_t>(tile_rows, rows - row));
                 for (int i = 0; i < tile_rows; ++i) t.row_off[i] = row + std::min(i, t.rows - 1);
-                t.dw = sum + (xi * c + row) * k + v0 * kLanes;
+                t.dw = sum + (xi * rows + row) * k + v0 * kLanes;
                 kernels::pixel_sum_tile_avx512(t);
               }
             }
@@ -260,20 +274,21 @@ at::Tensor winograd_grad_weight(const at::Tensor& grad_output, const at::Tensor&
     }
   });
   for (int64_t slice = 1; slice < slices; ++slice) add_into(partial.get(), partial.get() + slice * sums, sums);
-  // dw[k, c] = A'^T M A', A'^T = [[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, 1]]
-  auto dw = at::empty(sizes_of(k, c, {1, 3, 3}, input.dim() - 2), input.options().dtype(at::kFloat));
+  // dw[k, c, tap] = A'^T M A', A'^T = [[1, 1, 1, 0], [0, 1, -1, 0], [0, 1, 1, 1]]
+  auto dw = at::empty(sizes_of(k, c, {s.kernel[D], 3, 3}, input.dim() - 2), input.options().dtype(at::kFloat));
   float* out = dw.data_ptr<float>();
   const float* m = partial.get();
-  for (int64_t ci = 0; ci < c; ++ci) {
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t tap = row / c, ci = row % c;
     for (int64_t ko = 0; ko < k; ++ko) {
       float t[3][4];
       for (int j = 0; j < 4; ++j) {
-        const auto at = [&](int i) { return m[((4 * i + j) * c + ci) * k + ko]; };
+        const auto at = [&](int i) { return m[((4 * i + j) * rows + row) * k + ko]; };
         t[0][j] = at(0) + at(1) + at(2);
         t[1][j] = at(1) - at(2);
         t[2][j] = at(1) + at(2) + at(3);
       }
-      float* w = out + (ko * c + ci) * 9;
+      float* w = out + ((ko * c + ci) * s.kernel[D] + tap) * 9;
       for (int r = 0; r < 3; ++r) {
         w[3 * r + 0] = t[r][0] + t[r][1] + t[r][2];
         w[3 * r + 1] = t[r][1] - t[r][2];
