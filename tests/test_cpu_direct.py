@@ -1,8 +1,9 @@
 """The float32 CPU direct convolution (csrc/cpu/direct_conv*.cpp) against F.conv2d in float64.
 
 Shapes are chosen to reach every branch of the direct kernel: vector widths that are not multiples of 16,
-1 to 4 vectors per tile, narrow outputs (vectors along the rows), Winograd F(2x2, 3x3), stride phases in grad
-input (including phases with no taps), strided 1x1 subsampling, dilation, groups, depthwise, batches small
+1 to 4 vectors per tile, narrow outputs (vectors along the rows), Winograd F(2x2, 3x3), 1x1 layers on NCHW
+(vectors along the pixels), stride phases in grad input (including phases with no taps), strided 1x1
+subsampling, dilation, groups, depthwise, batches small
 enough to split inside one step and large enough to give each thread its own images, and channels-last /
 non-contiguous input. The same checks run on the GEMM path and with every shape on the tap kernel.
 """
@@ -44,6 +45,8 @@ SHAPES = [
     (2, 24, 16, 16, 17, (3, 3), 1, 2, 1, 1),       # Winograd with padding 2 (its grad input: padding 0)
     (2, 16, 13, 11, 24, (3, 3), 1, 2, 2, 1),       # Winograd on dilation 2's phase sub-grids, phases of unequal length
     (2, 20, 12, 17, 16, (3, 3), 1, (1, 3), (1, 3), 1),  # Winograd with dilation 1 along H and 3 along W
+    (3, 20, 9, 7, 13, (1, 1), 1, 0, 1, 1),         # 1x1 on NCHW: 63 pixels (a part-vector tail), 13 rows
+    (2, 8, 23, 23, 70, (1, 1), 1, 0, 1, 1),        # 1x1 on NCHW: 529 pixels, blocks of 256 and a tail
 ]
 
 

@@ -34,6 +34,7 @@ SHAPES = [
     (2, 16, (7, 9, 8), 16, (3, 3, 3), 1, (2, 1, 1), (2, 1, 1), 1),  # Winograd per depth tap, depth dilation
     (2, 20, (5, 10, 7), 17, (2, 3, 3), 1, (0, 1, 1), 1, 1),         # Winograd, two depth taps, clipped tiles
     (1, 16, (6, 12, 11), 24, (3, 3, 3), 1, (1, 2, 2), (1, 2, 2), 1),  # Winograd with dilation 2 in the plane
+    (2, 24, (3, 5, 7), 10, (1, 1, 1), 1, 0, 1, 1),           # 1x1x1 on NCDHW: vectors along the pixels
 ]
 # bfloat16: the same products of bfloat16 values, summed in float32 and rounded once (see test_cpu_bf16.py).
 BF16_RTOL = 2 ** -7

@@ -21,6 +21,7 @@
 
 #include "conv_layout.h"
 #include "narrow_conv.h"
+#include "pointwise_conv.h"
 #include "winograd_conv.h"
 
 namespace cnnext::cpu {
@@ -833,13 +834,14 @@ DirectPath direct_conv_path(const at::Tensor& input, const Conv3dShape& s, const
 
 namespace {
 
-enum class ForwardAlgorithm { tap_kernel, winograd, narrow };
+enum class ForwardAlgorithm { tap_kernel, pointwise, winograd, narrow };
 
 // The one decision of which algorithm a direct forward runs (direct_conv_forward and, by name, show_config).
 ForwardAlgorithm forward_algorithm(const at::Tensor& input, const Shape& s, const Params& p) {
   if (input.scalar_type() != at::kFloat || !available_direct_kernels().other_algorithms) {
     return ForwardAlgorithm::tap_kernel;
   }
+  if (pointwise_forward_applies(input, s, p, input.suggest_memory_format())) return ForwardAlgorithm::pointwise;
   if (winograd_applies(s, p)) return ForwardAlgorithm::winograd;
   return narrow_forward_applies(s, p) ? ForwardAlgorithm::narrow : ForwardAlgorithm::tap_kernel;
 }
@@ -848,6 +850,7 @@ ForwardAlgorithm forward_algorithm(const at::Tensor& input, const Shape& s, cons
 
 std::string direct_conv_algorithm(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p) {
   switch (forward_algorithm(input, s, p)) {
+    case ForwardAlgorithm::pointwise: return "pointwise (NCHW, vectors along pixels)";
     case ForwardAlgorithm::winograd: return "Winograd F(2x2, 3x3)";
     case ForwardAlgorithm::narrow: return "narrow (vectors along rows)";
     default: return "";
@@ -861,8 +864,11 @@ at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight
     const auto b = float_bias(bias);
     const float* bias_data = b.defined() ? b.data_ptr<float>() : nullptr;
     const auto format = input.suggest_memory_format();
-    return algorithm == ForwardAlgorithm::winograd ? winograd_forward(input, weight, bias_data, s, p, format)
-                                                   : narrow_forward(input, weight, bias_data, s, p, format);
+    switch (algorithm) {
+      case ForwardAlgorithm::pointwise: return pointwise_forward(input, weight, bias_data, s);
+      case ForwardAlgorithm::winograd: return winograd_forward(input, weight, bias_data, s, p, format);
+      default: return narrow_forward(input, weight, bias_data, s, p, format);
+    }
   }
   return input.scalar_type() == at::kBFloat16 ? forward<bf16>(input, weight, bias, s, p)
                                               : forward<float>(input, weight, bias, s, p);
@@ -873,6 +879,9 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
   if (grad_output.scalar_type() == at::kFloat && available_direct_kernels().other_algorithms &&
       grad_input_is_forward(p, s)) {
     const auto [gs, gp] = grad_input_problem(s, p);
+    if (pointwise_forward_applies(grad_output, gs, gp, format)) {
+      return pointwise_grad_input(grad_output, weight, gs);
+    }
     if (winograd_applies(gs, gp)) {
       return winograd_forward(grad_output, flipped_transposed(weight), nullptr, gs, gp, format);
     }
