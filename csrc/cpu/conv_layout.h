@@ -250,6 +250,25 @@ inline uint16_t last_lanes_mask(int64_t width) {
 }
 
 // Sizes of the data once padded.
+// A strided 1x1 convolution without padding reads only every stride-th pixel: pick those first so that the
+// layout conversion touches only them, and run the convolution with stride 1.
+inline std::tuple<at::Tensor, Shape, Params> subsampled_if_pointwise(const at::Tensor& input, Shape s, Params p) {
+  bool strided = false;
+  for (int a = 0; a < 3; ++a) {
+    if (s.kernel[a] != 1 || p.pad[a] != 0) return {input, s, p};
+    strided = strided || p.stride[a] > 1;
+  }
+  if (!strided) return {input, s, p};
+  auto picked = input;
+  const int64_t first_axis = 5 - input.dim();  // a Conv2d's input has no D
+  for (int a = first_axis; a < 3; ++a) {
+    picked = picked.slice(2 + a - first_axis, 0, (s.out[a] - 1) * p.stride[a] + 1, p.stride[a]);
+    s.in[a] = s.out[a];
+    p.stride[a] = 1;
+  }
+  return {picked, s, p};
+}
+
 inline std::array<int64_t, 3> padded_sizes(const std::array<int64_t, 3>& in, const Padding& pad) {
   return {pad.before[D] + in[D] + pad.after[D], pad.before[H] + in[H] + pad.after[H],
           pad.before[W] + in[W] + pad.after[W]};

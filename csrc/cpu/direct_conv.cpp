@@ -391,25 +391,6 @@ std::pair<int64_t, int64_t> grad_output_padding(int64_t in, int64_t out, int64_t
   return {before, after};
 }
 
-// A strided 1x1 convolution without padding reads only every stride-th pixel: pick those first so that the
-// layout conversion touches only them, and run the convolution with stride 1.
-std::tuple<at::Tensor, Shape, Params> subsampled_if_pointwise(const at::Tensor& input, Shape s, Params p) {
-  bool strided = false;
-  for (int a = 0; a < 3; ++a) {
-    if (s.kernel[a] != 1 || p.pad[a] != 0) return {input, s, p};
-    strided = strided || p.stride[a] > 1;
-  }
-  if (!strided) return {input, s, p};
-  auto picked = input;
-  const int64_t first_axis = 5 - input.dim();  // a Conv2d's input has no D
-  for (int a = first_axis; a < 3; ++a) {
-    picked = picked.slice(2 + a - first_axis, 0, (s.out[a] - 1) * p.stride[a] + 1, p.stride[a]);
-    s.in[a] = s.out[a];
-    p.stride[a] = 1;
-  }
-  return {picked, s, p};
-}
-
 // How the channels split into independent problems. A depthwise conv (one input and one output channel
 // per group) is a single problem whose vectors run over the channels themselves.
 struct Grouping {
@@ -865,7 +846,7 @@ at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight
     const float* bias_data = b.defined() ? b.data_ptr<float>() : nullptr;
     const auto format = input.suggest_memory_format();
     switch (algorithm) {
-      case ForwardAlgorithm::pointwise: return pointwise_forward(input, weight, bias_data, s);
+      case ForwardAlgorithm::pointwise: return pointwise_forward(input, weight, bias_data, s, p);
       case ForwardAlgorithm::winograd: return winograd_forward(input, weight, bias_data, s, p, format);
       default: return narrow_forward(input, weight, bias_data, s, p, format);
     }

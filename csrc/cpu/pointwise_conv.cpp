@@ -62,15 +62,19 @@ at::Tensor pointwise_product(const at::Tensor& input, const float* wk, const flo
 
 }  // namespace
 
+// A strided 1x1 layer reads a subsampled copy of its input. Below 32 output pixels per image (4x4) the vectors
+// along the pixels are too short: the channels-last tap kernel is faster there.
 bool pointwise_forward_applies(const at::Tensor& input, const Shape& s, const Params& p, at::MemoryFormat format) {
   bool pointwise = p.groups == 1 && input.scalar_type() == at::kFloat && format == at::MemoryFormat::Contiguous &&
                    input.is_contiguous();
-  for (int a = 0; a < 3; ++a) pointwise = pointwise && s.kernel[a] == 1 && p.stride[a] == 1 && p.pad[a] == 0;
-  return pointwise && s.out_pixels() >= kLanes;
+  for (int a = 0; a < 3; ++a) pointwise = pointwise && s.kernel[a] == 1 && p.pad[a] == 0;
+  return pointwise && s.out_pixels() >= 2 * kLanes;
 }
 
-at::Tensor pointwise_forward(const at::Tensor& input, const at::Tensor& weight, const float* bias, const Shape& s) {
-  return pointwise_product(input, weight.contiguous().data_ptr<float>(), bias, s);
+at::Tensor pointwise_forward(const at::Tensor& input, const at::Tensor& weight, const float* bias, const Shape& s,
+                             const Params& p) {
+  const auto [picked, subsampled, unused] = subsampled_if_pointwise(input, s, p);
+  return pointwise_product(picked.contiguous(), weight.contiguous().data_ptr<float>(), bias, subsampled);
 }
 
 at::Tensor pointwise_grad_input(const at::Tensor& grad_output, const at::Tensor& weight, const Shape& grad_shape) {

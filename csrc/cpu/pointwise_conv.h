@@ -14,7 +14,7 @@ bool pointwise_forward_applies(const at::Tensor& input, const Conv3dShape& s, co
                                at::MemoryFormat format);
 // out = conv(input, weight) + bias (bias may be null), contiguous; input contiguous float32.
 at::Tensor pointwise_forward(const at::Tensor& input, const at::Tensor& weight, const float* bias,
-                             const Conv3dShape& s);
+                             const Conv3dShape& s, const Conv3dParams& p);
 // The grad input of a 1x1 layer: the 1x1 convolution of grad_output (contiguous) with weight transposed, for the
 // grad-input problem `grad_shape` (grad_input_problem: input and output channels swapped).
 at::Tensor pointwise_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
