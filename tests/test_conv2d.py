@@ -285,7 +285,7 @@ def test_unboxed_call_leaves_subclasses_and_modes_to_torch_function():
 
 
 @pytest.mark.parametrize("stride, padding, groups", [
-    (1, 1, 1), ((1, 2), [0, 1], 1), (torch.tensor(2).item(), 0, 2),   # plain ints, tuples, lists
+    (1, 1, 1), ((1, 2), [0, 1], 1), (2, 0, 2),                        # plain ints, tuples, lists
     ((2,), (1,), 1),                                                  # 1-tuples: the checked path
 ])
 def test_unboxed_call_and_checked_path_agree(stride, padding, groups):

@@ -31,7 +31,9 @@ at::Tensor pointwise_product(const at::Tensor& input, const float* wk, const flo
       if ((block_end - block_begin) % kLanes != 0) {
         const int64_t first = block_end - (block_end - block_begin) % kPixelTile, width = block_end - first;
         tail.assign(c * kPixelTile, 0.0f);
-        for (int64_t ci = 0; ci < c; ++ci) std::copy_n(image + ci * pixels + first, width, tail.data() + ci * kPixelTile);
+        for (int64_t ci = 0; ci < c; ++ci) {
+          std::copy_n(image + ci * pixels + first, width, tail.data() + ci * kPixelTile);
+        }
       }
       // Output channels outermost: a tile's weights (rows of [K, C]) stay in L1 over the block's pixels, the
       // block's input [C][256] in L2 over all output channels.

@@ -88,7 +88,9 @@ struct Tiles {
                  after(W, max_start(col_starts), 3 * p.dil[W])};
     padded = padded_sizes(s.in, pad);
   }
-  static int64_t max_start(const std::vector<int64_t>& starts) { return *std::max_element(starts.begin(), starts.end()); }
+  static int64_t max_start(const std::vector<int64_t>& starts) {
+    return *std::max_element(starts.begin(), starts.end());
+  }
   std::array<int64_t, 4> corner(int64_t tile) const {  // image, output depth, first output row, first output column
     const int64_t cols = int64_t(col_starts.size()), in_image = tile % per_image, in_plane = in_image % plane;
     return {tile / per_image, in_image / plane, row_starts[in_plane / cols], col_starts[in_plane % cols]};
@@ -114,7 +116,7 @@ struct Tiles {
 // Measured against the direct kernel (2 threads, forward): faster on every 3x3 layer tried from 16 to 512
 // channels and 4x4 to 32x32 maps (64 -> 128 channels on 8x8: 0.37 against 1.10 ms; 256 on 16x16: 20 against 39;
 // 512 on 4x4: 6.7 against 8.1, where the direct kernel skips the taps that read padding). Wider layers are left to
-// the direct kernel: their 16 transformed weight matrices (16 C K floats) would be 64 MB at 1024 channels.
+// the direct kernel: their 16 transformed weight matrices (16 T C K floats) would be 64 MB at 1024 channels.
 bool winograd_applies(const Shape& s, const Params& p) {
   for (int a = 0; a < 3; ++a) {
     if (p.stride[a] != 1) return false;
@@ -242,9 +244,9 @@ at::Tensor winograd_grad_weight(const at::Tensor& grad_output, const at::Tensor&
           for (int64_t i = 0; i < chunk_tiles; ++i) {
             const auto [n, od, oh, ow] = tiles.corner(tile0 + i);
             tiles.transform_input(x.data, tile0 + i, c, v.get() + i * rows, ldv);
-            kernels::winograd_grad_output_avx512(g.data + (((n * s.out[D] + od) * go_padded[H] + oh) * go_padded[W] + ow) * k,
-                                                 tiles.dil_h * go_padded[W] * k, tiles.dil_w * k, u.get() + i * ldu,
-                                                 ldu_xi, k);
+            const int64_t go_tile = (((n * s.out[D] + od) * go_padded[H] + oh) * go_padded[W] + ow) * k;
+            kernels::winograd_grad_output_avx512(g.data + go_tile, tiles.dil_h * go_padded[W] * k, tiles.dil_w * k,
+                                                 u.get() + i * ldu, ldu_xi, k);
           }
           kernels::PixelSumTile t{};
           t.pix_off = tile_offsets.data();
