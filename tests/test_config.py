@@ -55,6 +55,9 @@ def test_kernel_path_is_the_kernels_own_choice():
     assert torch.ops.cnnext._kernel_path("conv2d", x, w, [1, 1], [1, 1], [1, 1], 4) == "im2col + GEMM"
     depthwise = torch.ops.cnnext._kernel_path("conv2d", x, torch.empty(32, 1, 3, 3), [1, 1], [1, 1], [1, 1], 32)
     assert depthwise == "direct AVX-512"
+    planes = torch.ops.cnnext._kernel_path("conv2d", torch.empty(1, 32, 16, 16), torch.empty(32, 1, 3, 3), [1, 1],
+                                           [1, 1], [1, 1], 32)
+    assert planes == "direct AVX-512: depthwise (NCHW planes, vectors along rows)"
 
 
 def test_float64_takes_gemm_and_bad_arguments_are_named():

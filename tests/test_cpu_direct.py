@@ -1,11 +1,11 @@
 """The float32 CPU direct convolution (csrc/cpu/direct_conv*.cpp) against F.conv2d in float64.
 
 Shapes are chosen to reach every branch of the direct kernel: vector widths that are not multiples of 16,
-1 to 4 vectors per tile, narrow outputs (vectors along the rows), Winograd F(2x2, 3x3), 1x1 layers on NCHW
-(vectors along the pixels), stride phases in grad input (including phases with no taps), strided 1x1
-subsampling, dilation, groups, depthwise, batches small
-enough to split inside one step and large enough to give each thread its own images, and channels-last /
-non-contiguous input. The same checks run on the GEMM path and with every shape on the tap kernel.
+1 to 4 vectors per tile, narrow outputs (vectors along the rows), Winograd F(2x2, 3x3), 1x1 and depthwise
+layers on NCHW (vectors along pixels or rows), stride phases in grad input (including phases with no taps),
+strided 1x1 subsampling, dilation, groups, depthwise, batches small enough to split inside one step and large
+enough to give each thread its own images, and channels-last / non-contiguous input. The same checks run on
+the GEMM path and with every shape on the tap kernel.
 """
 import os
 import subprocess
@@ -48,6 +48,10 @@ SHAPES = [
     (3, 20, 9, 7, 13, (1, 1), 1, 0, 1, 1),         # 1x1 on NCHW: 63 pixels (a part-vector tail), 13 rows
     (2, 8, 23, 23, 70, (1, 1), 1, 0, 1, 1),        # 1x1 on NCHW: 529 pixels, blocks of 256 and a tail
     (2, 12, 17, 19, 20, (1, 1), 2, 0, 1, 1),       # strided 1x1 on NCHW: a subsampled copy, 9x10 pixels
+    (3, 24, 18, 20, 24, (3, 3), 1, 1, 1, 24),      # depthwise on NCHW planes: vectors along the rows
+    (2, 16, 20, 37, 16, (7, 7), 1, 3, 1, 16),      # depthwise 7x7: 37-pixel rows (part vectors), 20 rows
+    (2, 8, 21, 19, 8, (5, 5), 1, 4, 2, 8),         # depthwise, dilation 2 (its grad input: padding 4)
+    (2, 12, 15, 33, 12, (5, 5), 1, 2, 1, 12),      # depthwise 5x5: input vectors reused across the rows
 ]
 
 

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "conv_layout.h"
+#include "depthwise_conv.h"
 #include "narrow_conv.h"
 #include "pointwise_conv.h"
 #include "winograd_conv.h"
@@ -781,7 +782,7 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
 // narrow and Winograd forwards then serve grad input too.
 
 bool grad_input_is_forward(const Params& p, const Shape& s) {
-  bool applies = p.groups == 1;
+  bool applies = p.groups == 1 || (p.groups == s.c && p.groups == s.k);  // dense or depthwise
   for (int a = 0; a < 3; ++a) applies = applies && p.stride[a] == 1 && p.pad[a] <= p.dil[a] * (s.kernel[a] - 1);
   return applies;
 }
@@ -815,7 +816,7 @@ DirectPath direct_conv_path(const at::Tensor& input, const Conv3dShape& s, const
 
 namespace {
 
-enum class ForwardAlgorithm { tap_kernel, pointwise, winograd, narrow };
+enum class ForwardAlgorithm { tap_kernel, pointwise, depthwise, winograd, narrow };
 
 // The one decision of which algorithm a direct forward runs (direct_conv_forward and, by name, show_config).
 ForwardAlgorithm forward_algorithm(const at::Tensor& input, const Shape& s, const Params& p) {
@@ -823,6 +824,7 @@ ForwardAlgorithm forward_algorithm(const at::Tensor& input, const Shape& s, cons
     return ForwardAlgorithm::tap_kernel;
   }
   if (pointwise_forward_applies(input, s, p, input.suggest_memory_format())) return ForwardAlgorithm::pointwise;
+  if (depthwise_forward_applies(input, s, p, input.suggest_memory_format())) return ForwardAlgorithm::depthwise;
   if (winograd_applies(s, p)) return ForwardAlgorithm::winograd;
   return narrow_forward_applies(s, p) ? ForwardAlgorithm::narrow : ForwardAlgorithm::tap_kernel;
 }
@@ -832,6 +834,7 @@ ForwardAlgorithm forward_algorithm(const at::Tensor& input, const Shape& s, cons
 std::string direct_conv_algorithm(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p) {
   switch (forward_algorithm(input, s, p)) {
     case ForwardAlgorithm::pointwise: return "pointwise (NCHW, vectors along pixels)";
+    case ForwardAlgorithm::depthwise: return "depthwise (NCHW planes, vectors along rows)";
     case ForwardAlgorithm::winograd: return "Winograd F(2x2, 3x3)";
     case ForwardAlgorithm::narrow: return "narrow (vectors along rows)";
     default: return "";
@@ -847,6 +850,7 @@ at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight
     const auto format = input.suggest_memory_format();
     switch (algorithm) {
       case ForwardAlgorithm::pointwise: return pointwise_forward(input, weight, bias_data, s, p);
+      case ForwardAlgorithm::depthwise: return depthwise_forward(input, weight, bias_data, s, p);
       case ForwardAlgorithm::winograd: return winograd_forward(input, weight, bias_data, s, p, format);
       default: return narrow_forward(input, weight, bias_data, s, p, format);
     }
@@ -860,6 +864,9 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
   if (grad_output.scalar_type() == at::kFloat && available_direct_kernels().other_algorithms &&
       grad_input_is_forward(p, s)) {
     const auto [gs, gp] = grad_input_problem(s, p);
+    if (depthwise_forward_applies(grad_output, gs, gp, format)) {
+      return depthwise_forward(grad_output, weight.flip({2, 3}), nullptr, gs, gp);  // each channel's kernel flipped
+    }
     if (pointwise_forward_applies(grad_output, gs, gp, format)) {
       return pointwise_grad_input(grad_output, weight, gs);
     }

@@ -253,6 +253,116 @@ CNNEXT_AVX512 void winograd_output_avx512(const float* m, int64_t ldm, const flo
   }
 }
 
+// ROWS output rows x NV vectors of accumulators over the pixels [x0, x0 + 16 NV); each tap's weight is broadcast
+// once for the tile and meets ROWS * NV input vectors.
+template <int ROWS, int NV>
+CNNEXT_AVX512 void depthwise_tile(const float* x, int64_t ldx, const float* w, int kernel_h, int kernel_w,
+                                  int64_t dil_h, int64_t dil_w, float bias, float* out, int64_t ldo, int rows,
+                                  int64_t x0, int64_t width) {
+  __m512 acc[ROWS][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_set1_ps(bias);
+  for (int r = 0; r < kernel_h; ++r) {
+    for (int q = 0; q < kernel_w; ++q) {
+      const __m512 wv = _mm512_set1_ps(w[r * kernel_w + q]);
+      const float* in = x + r * dil_h * ldx + q * dil_w + x0;
+#pragma GCC unroll 8
+      for (int i = 0; i < ROWS; ++i) {
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          acc[i][v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(in + i * ldx + v * kLanes), acc[i][v]);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < rows; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const int64_t left = width - x0 - v * kLanes;
+      if (left <= 0) break;
+      const __mmask16 mask = left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+      _mm512_mask_storeu_ps(out + i * ldo + x0 + v * kLanes, mask, acc[i][v]);
+    }
+  }
+}
+
+// K x K kernel, dilation 1: each input vector is loaded once and meets every output row that reads it (up to K),
+// so a tile of ROWS rows loads (ROWS + K - 1) * K * NV vectors for ROWS * K * K * NV multiply-adds.
+template <int K, int ROWS, int NV>
+CNNEXT_AVX512 void depthwise_reuse_tile(const float* x, int64_t ldx, const float* w, float bias, float* out,
+                                        int64_t ldo, int rows, int64_t x0, int64_t width) {
+  __m512 acc[ROWS][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < ROWS; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_set1_ps(bias);
+#pragma GCC unroll 16
+  for (int y = 0; y < ROWS + K - 1; ++y) {
+#pragma GCC unroll 7
+    for (int q = 0; q < K; ++q) {
+      __m512 in[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) in[v] = _mm512_loadu_ps(x + y * ldx + q + x0 + v * kLanes);
+#pragma GCC unroll 7
+      for (int r = 0; r < K; ++r) {
+        const int i = y - r;
+        if (i < 0 || i >= ROWS) continue;
+        const __m512 wv = _mm512_set1_ps(w[r * K + q]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(wv, in[v], acc[i][v]);
+      }
+    }
+  }
+  for (int i = 0; i < rows; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const int64_t left = width - x0 - v * kLanes;
+      if (left <= 0) break;
+      const __mmask16 mask = left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+      _mm512_mask_storeu_ps(out + i * ldo + x0 + v * kLanes, mask, acc[i][v]);
+    }
+  }
+}
+
+template <int K>
+CNNEXT_AVX512 void depthwise_reuse_rows(const float* x, int64_t ldx, const float* w, float bias, float* out,
+                                        int64_t ldo, int rows, int64_t width) {
+  int64_t x0 = 0;
+  for (; x0 + 2 * kLanes < width; x0 += 4 * kLanes) depthwise_reuse_tile<K, 6, 4>(x, ldx, w, bias, out, ldo, rows, x0, width);
+  if (x0 + kLanes < width) {
+    depthwise_reuse_tile<K, 6, 2>(x, ldx, w, bias, out, ldo, rows, x0, width);
+  } else if (x0 < width) {
+    depthwise_reuse_tile<K, 6, 1>(x, ldx, w, bias, out, ldo, rows, x0, width);
+  }
+}
+
+// Rows beyond `rows` are computed from rows the buffer holds and not stored (the caller passes rows <=
+// kDepthwiseRows and a plane with kDepthwiseRows - 1 spare rows of slack).
+CNNEXT_AVX512 void depthwise_rows_avx512(const float* x, int64_t ldx, const float* w, int kernel_h, int kernel_w,
+                                         int64_t dil_h, int64_t dil_w, float bias, float* out, int64_t ldo, int rows,
+                                         int64_t width) {
+  static_assert(kDepthwiseRows == 6);
+  if (dil_h == 1 && dil_w == 1 && kernel_h == kernel_w) {
+    switch (kernel_h) {
+      case 3: return depthwise_reuse_rows<3>(x, ldx, w, bias, out, ldo, rows, width);
+      case 5: return depthwise_reuse_rows<5>(x, ldx, w, bias, out, ldo, rows, width);
+      case 7: return depthwise_reuse_rows<7>(x, ldx, w, bias, out, ldo, rows, width);
+      default: break;
+    }
+  }
+  int64_t x0 = 0;
+  for (; x0 + 2 * kLanes < width; x0 += 4 * kLanes) {  // 3 or 4 vectors
+    depthwise_tile<6, 4>(x, ldx, w, kernel_h, kernel_w, dil_h, dil_w, bias, out, ldo, rows, x0, width);
+  }
+  if (x0 + kLanes < width) {
+    depthwise_tile<6, 2>(x, ldx, w, kernel_h, kernel_w, dil_h, dil_w, bias, out, ldo, rows, x0, width);
+  } else if (x0 < width) {
+    depthwise_tile<6, 1>(x, ldx, w, kernel_h, kernel_w, dil_h, dil_w, bias, out, ldo, rows, x0, width);
+  }
+}
+
 CNNEXT_AVX512 void winograd_grad_output_avx512(const float* g, int64_t row, int64_t pixel, float* u, int64_t ldu,
                                                int64_t channels) {
   const __m512 half = _mm512_set1_ps(0.5f);

@@ -78,6 +78,13 @@ void transpose_avx512(const bf16* src, int64_t ld_src, bf16* dst, int64_t ld_dst
 void winograd_input_avx512(const float* x, int64_t row, int64_t pixel, float* v, int64_t ldv, int64_t channels);
 void winograd_output_avx512(const float* m, int64_t ldm, const float* bias, float* y, int64_t row, int64_t pixel,
                             int rows, int cols, int64_t channels);
+// Depthwise rows of one NCHW plane: out[i * ldo + x] = bias + sum over r < kernel_h, q < kernel_w of
+// w[r * kernel_w + q] * x[(i + r * dil_h) * ldx + q * dil_w + x], for rows i < rows (at most kDepthwiseRows) and
+// x < width. x is a zero-padded plane that is read whole vectors at a time: up to 64 values past a row's last tap,
+// and kDepthwiseRows rows from the first whatever `rows` is (the plane needs that slack after it).
+constexpr int kDepthwiseRows = 6;
+void depthwise_rows_avx512(const float* x, int64_t ldx, const float* w, int kernel_h, int kernel_w, int64_t dil_h,
+                           int64_t dil_w, float bias, float* out, int64_t ldo, int rows, int64_t width);
 // Grad weight runs F(3x3, 2x2): a 2x2 grad_output tile g is the filter of the 4x4 input patch. Its transform, with
 // the signs of row and column 3 flipped so that the input patches can use winograd_input_avx512's B (F(3x3, 2x2)'s
 // B differs from F(2x2, 3x3)'s only in the sign of its last row): u[xi * ldu + k] = (S G' g G'^T S)[xi].
