@@ -253,6 +253,21 @@ CNNEXT_AVX512 void winograd_output_avx512(const float* m, int64_t ldm, const flo
   }
 }
 
+// The first `rows` rows of a depthwise tile, pixels [x0, width) of each.
+template <int ROWS, int NV>
+CNNEXT_AVX512 inline void store_depthwise_rows(const __m512 (&acc)[ROWS][NV], float* out, int64_t ldo, int rows,
+                                               int64_t x0, int64_t width) {
+  for (int i = 0; i < rows; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const int64_t left = width - x0 - v * kLanes;
+      if (left <= 0) break;
+      const __mmask16 mask = left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+      _mm512_mask_storeu_ps(out + i * ldo + x0 + v * kLanes, mask, acc[i][v]);
+    }
+  }
+}
+
 // ROWS output rows x NV vectors of accumulators over the pixels [x0, x0 + 16 NV); each tap's weight is broadcast
 // once for the tile and meets ROWS * NV input vectors.
 template <int ROWS, int NV>
@@ -277,15 +292,7 @@ CNNEXT_AVX512 void depthwise_tile(const float* x, int64_t ldx, const float* w, i
       }
     }
   }
-  for (int i = 0; i < rows; ++i) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      const int64_t left = width - x0 - v * kLanes;
-      if (left <= 0) break;
-      const __mmask16 mask = left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
-      _mm512_mask_storeu_ps(out + i * ldo + x0 + v * kLanes, mask, acc[i][v]);
-    }
-  }
+  store_depthwise_rows<ROWS, NV>(acc, out, ldo, rows, x0, width);
 }
 
 // K x K kernel, dilation 1: each input vector is loaded once and meets every output row that reads it (up to K),
@@ -315,22 +322,16 @@ CNNEXT_AVX512 void depthwise_reuse_tile(const float* x, int64_t ldx, const float
       }
     }
   }
-  for (int i = 0; i < rows; ++i) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      const int64_t left = width - x0 - v * kLanes;
-      if (left <= 0) break;
-      const __mmask16 mask = left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
-      _mm512_mask_storeu_ps(out + i * ldo + x0 + v * kLanes, mask, acc[i][v]);
-    }
-  }
+  store_depthwise_rows<ROWS, NV>(acc, out, ldo, rows, x0, width);
 }
 
 template <int K>
 CNNEXT_AVX512 void depthwise_reuse_rows(const float* x, int64_t ldx, const float* w, float bias, float* out,
                                         int64_t ldo, int rows, int64_t width) {
   int64_t x0 = 0;
-  for (; x0 + 2 * kLanes < width; x0 += 4 * kLanes) depthwise_reuse_tile<K, 6, 4>(x, ldx, w, bias, out, ldo, rows, x0, width);
+  for (; x0 + 2 * kLanes < width; x0 += 4 * kLanes) {
+    depthwise_reuse_tile<K, 6, 4>(x, ldx, w, bias, out, ldo, rows, x0, width);
+  }
   if (x0 + kLanes < width) {
     depthwise_reuse_tile<K, 6, 2>(x, ldx, w, bias, out, ldo, rows, x0, width);
   } else if (x0 < width) {
