@@ -109,8 +109,8 @@ def test_bit_for_bit_repeatable(threads):
 @pytest.mark.parametrize("kernel", ["gemm", "direct"])
 def test_other_paths_pass_the_same_checks(kernel):
     """CPUs without AVX-512 run float32 on the im2col + GEMM path (CNNEXT_CPU_KERNEL=gemm forces it);
-    CNNEXT_CPU_KERNEL=direct keeps the Winograd and narrow layers on the tap kernel, which the shapes above then
-    reach too. The variable is read once per process, hence the subprocess."""
+    CNNEXT_CPU_KERNEL=direct keeps the Winograd, narrow, 1x1 and depthwise layers on the tap kernel, which the shapes
+    above then reach too. The variable is read once per process, hence the subprocess."""
     env = {**os.environ, "CNNEXT_CPU_KERNEL": kernel}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
                              "-k", "float32_matches and channels_last"], env=env, capture_output=True, text=True)

@@ -99,7 +99,7 @@ def test_bit_for_bit_repeatable():
 
 @pytest.mark.parametrize("kernel", ["gemm", "direct"])
 def test_other_paths_pass_the_same_checks(kernel):
-    """CNNEXT_CPU_KERNEL=gemm turns the direct kernel off, =direct keeps the Winograd and narrow shapes on the tap
+    """CNNEXT_CPU_KERNEL=gemm turns the direct kernel off, =direct keeps the Winograd, narrow and 1x1 shapes on the tap
     kernel (read once per process, hence the subprocess)."""
     env = {**os.environ, "CNNEXT_CPU_KERNEL": kernel}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,

@@ -215,7 +215,6 @@ void store_channels_last(const ChannelsLastMemory<T>& cl, at::Tensor& dst, bool 
 // Whether work over `elements` values is worth waking the other threads for.
 inline bool worth_threads(int64_t elements) { return elements >= at::internal::GRAIN_SIZE; }
 
-// dst[m] = src[m] transposed for `count` contiguous [rows, cols] matrices; the threads split them into bands of
 // sum[i] += part[i] for i < n.
 inline void add_into(float* sum, const float* part, int64_t n) {
   constexpr int64_t kChunk = 4096;
@@ -230,6 +229,7 @@ inline int64_t batch_slices(int64_t n) {
   return at::in_parallel_region() ? 1 : std::clamp<int64_t>(at::get_num_threads(), 1, n);
 }
 
+// dst[m] = src[m] transposed for `count` contiguous [rows, cols] matrices; the threads split them into bands of
 // rows (a single weight matrix is most of the work of packing it).
 template <typename T>
 void transpose_matrices(const T* src, T* dst, int64_t count, int64_t rows, int64_t cols) {
@@ -249,7 +249,6 @@ inline uint16_t last_lanes_mask(int64_t width) {
   return lanes == kLanes ? uint16_t(0xFFFF) : uint16_t((1u << lanes) - 1);
 }
 
-// Sizes of the data once padded.
 // A strided 1x1 convolution without padding reads only every stride-th pixel: pick those first so that the
 // layout conversion touches only them, and run the convolution with stride 1.
 inline std::tuple<at::Tensor, Shape, Params> subsampled_if_pointwise(const at::Tensor& input, Shape s, Params p) {
@@ -269,6 +268,7 @@ inline std::tuple<at::Tensor, Shape, Params> subsampled_if_pointwise(const at::T
   return {picked, s, p};
 }
 
+// Sizes of the data once padded.
 inline std::array<int64_t, 3> padded_sizes(const std::array<int64_t, 3>& in, const Padding& pad) {
   return {pad.before[D] + in[D] + pad.after[D], pad.before[H] + in[H] + pad.after[H],
           pad.before[W] + in[W] + pad.after[W]};

@@ -823,8 +823,9 @@ ForwardAlgorithm forward_algorithm(const at::Tensor& input, const Shape& s, cons
   if (input.scalar_type() != at::kFloat || !available_direct_kernels().other_algorithms) {
     return ForwardAlgorithm::tap_kernel;
   }
-  if (pointwise_forward_applies(input, s, p, input.suggest_memory_format())) return ForwardAlgorithm::pointwise;
-  if (depthwise_forward_applies(input, s, p, input.suggest_memory_format())) return ForwardAlgorithm::depthwise;
+  const auto format = input.suggest_memory_format();
+  if (pointwise_forward_applies(input, s, p, format)) return ForwardAlgorithm::pointwise;
+  if (depthwise_forward_applies(input, s, p, format)) return ForwardAlgorithm::depthwise;
   if (winograd_applies(s, p)) return ForwardAlgorithm::winograd;
   return narrow_forward_applies(s, p) ? ForwardAlgorithm::narrow : ForwardAlgorithm::tap_kernel;
 }

@@ -15,11 +15,12 @@ enum class DirectPath { none, avx512_float32, avx512_bfloat16 };
 
 // The one place that decides which CPU kernel a Conv2d or Conv3d runs on: the dtype, the CPU's instructions,
 // CNNEXT_CPU_KERNEL ("gemm": never direct; "avx512": no BF16 instructions; "direct": the tap kernel for every
-// layer, no Winograd or narrow convolution) and the grouping. none: im2col + GEMM.
+// layer, no Winograd, narrow, pointwise or depthwise convolution) and the grouping. none: im2col + GEMM.
 DirectPath direct_conv_path(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p);
 
-// What the direct path's forward runs for this layer: "Winograd F(2x2, 3x3)", "narrow (vectors along rows)", or
-// "" for the tap kernel itself (bfloat16 and CNNEXT_CPU_KERNEL=direct always take the tap kernel).
+// What the direct path's forward runs for this layer: "pointwise (NCHW, vectors along pixels)", "depthwise (NCHW
+// planes, vectors along rows)", "Winograd F(2x2, 3x3)", "narrow (vectors along rows)", or "" for the tap kernel
+// itself (bfloat16 and CNNEXT_CPU_KERNEL=direct always take the tap kernel).
 std::string direct_conv_algorithm(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p);
 
 // Tensors are [N, C, H, W] for a Conv2d, [N, C, D, H, W] for a Conv3d. The output comes in input's suggested
