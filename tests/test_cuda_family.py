@@ -38,7 +38,9 @@ def forward_backward(fn, tensors):
     out = fn(*tensors)
     values = out[0] if isinstance(out, tuple) else out
     torch.manual_seed(1)
-    values.backward(torch.randn_like(values))
+    # Drawn in logical order: randn_like would follow the output's strides, and PyTorch's float64 Conv3d
+    # returns a contiguous output where cnnext keeps channels_last_3d, so the two would get different gradients.
+    values.backward(torch.randn(values.shape, dtype=values.dtype, device=values.device))
     return out, [t.grad for t in tensors if t is not None]
 
 
