@@ -9,7 +9,7 @@
 # A compiler that links libstdc++ statically gives the library a second copy of it, and error messages built
 # in it crash; name one that links it as a shared library (CXX=/usr/bin/g++ CC=/usr/bin/gcc) if so.
 set -uo pipefail
-OUT=${OUT:-benchmarks/results/cuda_run}
+OUT=${OUT:-runs/cuda}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
