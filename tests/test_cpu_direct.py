@@ -83,6 +83,57 @@ def test_float32_matches_float64_reference(shape, layout):
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad {name}: {m}")
 
 
+@pytest.mark.parametrize("weight_layout", ["sliced", "transposed", "channels_last"])
+def test_winograd_reads_any_weight_layout(weight_layout):
+    """Winograd's weight transform reads the weight through its strides (and grad input's flipped, transposed weight
+    in place): a weight that is a view gives what its contiguous copy gives."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 40, 9, 9, requires_grad=True)
+    if weight_layout == "sliced":
+        weight = torch.randn(72, 40, 3, 3)[::2]
+    elif weight_layout == "transposed":
+        weight = torch.randn(40, 36, 3, 3).transpose(0, 1)
+    else:
+        weight = torch.randn(36, 40, 3, 3).contiguous(memory_format=torch.channels_last)
+    weight.requires_grad_()
+    assert not weight.is_contiguous()
+    assert "Winograd" in torch.ops.cnnext._kernel_path("conv2d", x, weight, [1, 1], [1, 1], [1, 1], 1)
+    out = cnnext.conv2d(x, weight, None, 1, 1)
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, weight), grad_out)
+    x64, w64 = x.detach().double().requires_grad_(), weight.detach().double().contiguous().requires_grad_()
+    ref = F.conv2d(x64, w64, None, 1, 1)
+    ref_grads = torch.autograd.grad(ref, (x64, w64), grad_out.double())
+    torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(2, 40, 9, 9, 36, 3, 1), (4, 64, 8, 8, 64, 3, 2), (2, 96, 14, 14, 24, 1, 1)],
+                         ids=["winograd", "tap-kernel", "pointwise"])
+def test_reused_scratch_memory_never_reaches_results(shape):
+    """Freed scratch memory comes back from the allocator holding what its last user left there: calls on NaN inputs
+    leave NaNs in every buffer they used, and the same layer called next on finite inputs must read none of them
+    (a tile that accumulated onto its output without first storing to it failed here)."""
+    n, c, h, w, k, kernel, stride = shape
+    args = ([stride] * 2, [kernel // 2] * 2, [1, 1], 1)
+    weight = torch.randn(k, c, kernel, kernel)
+
+    def forward_backward(x, grad_out):
+        out = torch.ops.cnnext.conv2d(x, weight, None, *args)
+        return (out, *torch.ops.cnnext.conv2d_backward(grad_out, x, weight, *args, [True, True, False])[:2])
+
+    out_shape = F.conv2d(torch.empty(n, c, h, w), weight, None, stride, kernel // 2).shape
+    assert all(t.isnan().all() for t in forward_backward(torch.full((n, c, h, w), float("nan")),
+                                                         torch.full(out_shape, float("nan"))))
+    x, grad_out = torch.randn(n, c, h, w), torch.randn(out_shape)
+    x64, w64 = x.double().requires_grad_(), weight.double().requires_grad_()
+    ref = F.conv2d(x64, w64, None, stride, kernel // 2)
+    expected = (ref, *torch.autograd.grad(ref, (x64, w64), grad_out.double()))
+    for got, want in zip(forward_backward(x, grad_out), expected):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-3)
+
+
 def test_channels_last_output_for_channels_last_input():
     x = torch.randn(4, 32, 8, 8).contiguous(memory_format=torch.channels_last)
     out = cnnext.conv2d(x, torch.randn(48, 32, 3, 3), padding=1)

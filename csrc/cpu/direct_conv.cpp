@@ -852,7 +852,8 @@ at::Tensor direct_conv_forward(const at::Tensor& input, const at::Tensor& weight
     switch (algorithm) {
       case ForwardAlgorithm::pointwise: return pointwise_forward(input, weight, bias_data, s, p);
       case ForwardAlgorithm::depthwise: return depthwise_forward(input, weight, bias_data, s, p);
-      case ForwardAlgorithm::winograd: return winograd_forward(input, weight, bias_data, s, p, format);
+      case ForwardAlgorithm::winograd:
+        return winograd_forward(input, weight, WinogradWeight::as_given, bias_data, s, p, format);
       default: return narrow_forward(input, weight, bias_data, s, p, format);
     }
   }
@@ -872,7 +873,7 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
       return pointwise_grad_input(grad_output, weight, gs);
     }
     if (winograd_applies(gs, gp)) {
-      return winograd_forward(grad_output, flipped_transposed(weight), nullptr, gs, gp, format);
+      return winograd_forward(grad_output, weight, WinogradWeight::flipped_transposed, nullptr, gs, gp, format);
     }
     if (narrow_forward_applies(gs, gp)) {
       return narrow_forward(grad_output, flipped_transposed(weight), nullptr, gs, gp, format);

@@ -227,6 +227,37 @@ CNNEXT_AVX512 void winograd_input_avx512(const float* x, int64_t row, int64_t pi
   }
 }
 
+CNNEXT_AVX512 void winograd_weight_avx512(const float* w, int64_t lane, const int64_t tap[9], float* u, int64_t ldu,
+                                          int64_t lanes, int64_t width) {
+  // Each lane's filter is 9 values lane apart from the next lane's: gathered, 16 filters at a time.
+  const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(static_cast<int>(lane)));
+  const __m512 half = _mm512_set1_ps(0.5f);
+  for (int64_t k = 0; k < width; k += kLanes) {
+    const __mmask16 mask = k < lanes ? channel_mask(lanes, k) : __mmask16(0);
+    __m512 g[9], t[4][3];
+#pragma GCC unroll 9
+    for (int j = 0; j < 9; ++j)
+      g[j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, index, w + k * lane + tap[j], 4);
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; ++j) {  // t = G g
+      t[0][j] = g[j];
+      t[1][j] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(g[j], g[3 + j]), g[6 + j]));
+      t[2][j] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(g[j], g[3 + j]), g[6 + j]));
+      t[3][j] = g[6 + j];
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {  // u = t G^T
+      const __m512 plus = _mm512_add_ps(_mm512_add_ps(t[i][0], t[i][1]), t[i][2]);
+      const __m512 minus = _mm512_add_ps(_mm512_sub_ps(t[i][0], t[i][1]), t[i][2]);
+      _mm512_storeu_ps(u + (4 * i + 0) * ldu + k, t[i][0]);
+      _mm512_storeu_ps(u + (4 * i + 1) * ldu + k, _mm512_mul_ps(half, plus));
+      _mm512_storeu_ps(u + (4 * i + 2) * ldu + k, _mm512_mul_ps(half, minus));
+      _mm512_storeu_ps(u + (4 * i + 3) * ldu + k, t[i][2]);
+    }
+  }
+}
+
 CNNEXT_AVX512 void winograd_output_avx512(const float* m, int64_t ldm, const float* bias, float* y, int64_t row,
                                           int64_t pixel, int rows, int cols, int64_t channels) {
   for (int64_t c = 0; c < channels; c += kLanes) {

@@ -76,6 +76,11 @@ void transpose_avx512(const bf16* src, int64_t ld_src, bf16* dst, int64_t ld_dst
 //   output: y at (i, j) = (A^T m A)[i][j] + bias (bias may be null) for the 16 values m[xi * ldm + c], stored
 //           for i < rows, j < cols (the 2x2 tile clipped to the output).
 void winograd_input_avx512(const float* x, int64_t row, int64_t pixel, float* v, int64_t ldv, int64_t channels);
+//   weight: u[xi * ldu + k] = (G g G^T)[xi] for the 3x3 filter g of lane k < lanes, g[j] = w[k * lane + tap[j]]
+//           (j = 3 * r + q: the strides and any flip live in `tap`), and zeros for k in [lanes, width). The gather
+//           indices are 32-bit: 16 * lane must fit.
+void winograd_weight_avx512(const float* w, int64_t lane, const int64_t tap[9], float* u, int64_t ldu, int64_t lanes,
+                            int64_t width);
 void winograd_output_avx512(const float* m, int64_t ldm, const float* bias, float* y, int64_t row, int64_t pixel,
                             int rows, int cols, int64_t channels);
 // Depthwise rows of one NCHW plane: out[i * ldo + x] = bias + sum over r < kernel_h, q < kernel_w of

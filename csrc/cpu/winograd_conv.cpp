@@ -1,6 +1,8 @@
 // Winograd F(2x2, 3x3) convolutions on the CPU (winograd_conv.h).
 #include "winograd_conv.h"
 
+#include <limits>
+
 #include "conv_layout.h"
 
 namespace cnnext::cpu {
@@ -8,42 +10,38 @@ namespace {
 
 constexpr int64_t kWinogradChunkTiles = 96;
 
+// Floats between consecutive reduction rows of the transformed weight: a row's 16 transformed positions side by side
+// (16 x kBlockLanes) and one vector more, so that the rows do not lie a multiple of 4 KB apart (rows read at such a
+// stride all fall in the same cache sets).
+constexpr int64_t kWeightRow = 16 * kBlockLanes + kLanes;
+
 // U = G g G^T for every reduction row (depth tap t, input channel c; t = 0 alone for a Conv2d) and output channel,
-// packed [16][output blocks][T * C][kBlockLanes] (zero lanes past K) as tap_tile's b. Each row's 16 x K values are
-// made in a small buffer and copied out in runs of kBlockLanes: writing them straight to the 16 matrices, which lie
-// a multiple of 4 KB apart, took 3-6 ms for a 128- or 256-channel layer (the stores alias in L1).
-Scratch<float> winograd_weight(const at::Tensor& weight, int64_t c, int64_t k) {
-  const auto w = weight.contiguous();
-  const float* g = w.data_ptr<float>();
-  const int64_t taps = w.numel() / (k * c * 9), rows = taps * c;
-  const int64_t blocks = ceil_div(k, kBlockLanes), lanes = blocks * kBlockLanes, matrix = blocks * rows * kBlockLanes;
-  Scratch<float> u(16 * matrix);
-  for_range(worth_threads(16 * matrix), rows, [&](int64_t begin, int64_t end) {
-    std::vector<float> one_row(16 * lanes, 0.0f);  // [16][lanes]
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t tap = row / c, ci = row % c;
-      for (int64_t ko = 0; ko < k; ++ko) {
-        const float* f = g + ((ko * c + ci) * taps + tap) * 9;
-        float t[4][3];  // G g
-        for (int j = 0; j < 3; ++j) {
-          t[0][j] = f[j];
-          t[1][j] = 0.5f * (f[j] + f[3 + j] + f[6 + j]);
-          t[2][j] = 0.5f * (f[j] - f[3 + j] + f[6 + j]);
-          t[3][j] = f[6 + j];
-        }
-        for (int i = 0; i < 4; ++i) {  // (G g) G^T
-          one_row[(4 * i + 0) * lanes + ko] = t[i][0];
-          one_row[(4 * i + 1) * lanes + ko] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-          one_row[(4 * i + 2) * lanes + ko] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-          one_row[(4 * i + 3) * lanes + ko] = t[i][2];
-        }
-      }
-      for (int64_t xi = 0; xi < 16; ++xi) {
-        for (int64_t block = 0; block < blocks; ++block) {
-          std::copy_n(one_row.data() + xi * lanes + block * kBlockLanes, kBlockLanes,
-                      u.get() + xi * matrix + (block * rows + row) * kBlockLanes);
-        }
-      }
+// packed [output blocks][T * C][16][kBlockLanes] (row stride kWeightRow, zero lanes past K): position xi's matrix is
+// tap_tile's b at u + xi * kBlockLanes with ldb = kWeightRow, and each row's transform is written as one run. (The
+// first layout, 16 matrices a multiple of 4 KB apart, needed a staging buffer and a copy: a fifth of a 512-channel
+// layer's time.) The weight is read through its own strides, as given ([K, C, (T,) 3, 3]) or flipped along its
+// kernel axes and transposed (grad input's), so that neither needs a copy.
+Scratch<float> winograd_weight(const at::Tensor& weight, int64_t c, int64_t k, WinogradWeight use) {
+  if (std::max(weight.stride(0), weight.stride(1)) * kLanes > std::numeric_limits<int32_t>::max()) {
+    return winograd_weight(weight.contiguous(), c, k, use);  // a view of a huge tensor: its strides overflow a gather
+  }
+  const bool flip = use == WinogradWeight::flipped_transposed;
+  const int64_t dims = weight.dim(), taps = dims == 5 ? weight.size(2) : 1;
+  const int64_t lane = weight.stride(flip ? 1 : 0), channel = weight.stride(flip ? 0 : 1);
+  const int64_t tap_stride = dims == 5 ? weight.stride(2) : 0;
+  int64_t filter[9];  // offsets of the 3x3 values, in the order G g G^T reads them
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t q = 0; q < 3; ++q)
+      filter[3 * r + q] = (flip ? 2 - r : r) * weight.stride(dims - 2) + (flip ? 2 - q : q) * weight.stride(dims - 1);
+  const float* g = weight.data_ptr<float>();
+  const int64_t rows = taps * c, blocks = ceil_div(k, kBlockLanes);
+  Scratch<float> u(blocks * rows * kWeightRow);
+  for_range(worth_threads(blocks * rows * kWeightRow), blocks * rows, [&](int64_t begin, int64_t end) {
+    for (int64_t block_row = begin; block_row < end; ++block_row) {
+      const int64_t block = block_row / rows, row = block_row % rows, tap = row / c, ci = row % c;
+      const int64_t first = (flip ? taps - 1 - tap : tap) * tap_stride + ci * channel + block * kBlockLanes * lane;
+      kernels::winograd_weight_avx512(g + first, lane, filter, u.get() + block_row * kWeightRow, kBlockLanes,
+                                      std::min(kBlockLanes, k - block * kBlockLanes), kBlockLanes);
     }
   });
   return u;
@@ -144,11 +142,11 @@ bool winograd_applies(const Shape& s, const Params& p) {
   return 4 * winograd_products <= 3 * direct_products;
 }
 
-at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, const float* bias, const Shape& s,
-                            const Params& p, at::MemoryFormat format) {
+at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, WinogradWeight use, const float* bias,
+                            const Shape& s, const Params& p, at::MemoryFormat format) {
   const int64_t c = s.c, k = s.k, blocks = ceil_div(k, kBlockLanes), rows = s.kernel[D] * c;
   const Tiles tiles(s, p);
-  const auto u = winograd_weight(weight, c, k);
+  const auto u = winograd_weight(weight, c, k, use);
   auto out = at::empty(sizes_of(s.n, k, s.out, input.dim() - 2), input.options().memory_format(format));
   over_image_steps(s.n, tiles.images_per_step(), [&](int64_t first, int64_t count, bool parallel) {
     const auto x = padded_channels_last<float>(images(input, first, count), tiles.pad, parallel);
@@ -168,13 +166,13 @@ at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, c
         t.b_tap = &b_tap;
         t.taps = 1;
         t.reduction = rows;
-        t.ldb = kBlockLanes;
+        t.ldb = kWeightRow;
         const int64_t nvec_total = ceil_div(k, kLanes);
         for (int64_t xi = 0; xi < 16; ++xi) {
           for (int64_t v0 = 0; v0 < nvec_total; v0 += kMaxVectors) {
             t.nvec = static_cast<int>(std::min<int64_t>(kMaxVectors, nvec_total - v0));
             t.last_mask = v0 + t.nvec == nvec_total ? last_lanes_mask(k) : uint16_t(0xFFFF);
-            t.b = u.get() + ((xi * blocks + v0 / kMaxVectors) * rows) * kBlockLanes;
+            t.b = u.get() + (v0 / kMaxVectors) * rows * kWeightRow + xi * kBlockLanes;
             const int tile_rows = kernels::rows_per_tile(t.nvec);
             for (int64_t row = 0; row < chunk_tiles; row += tile_rows) {
               t.rows = static_cast<int>(std::min<int64_t>(tile_rows, chunk_tiles - row));

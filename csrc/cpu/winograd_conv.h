@@ -14,8 +14,11 @@
 namespace cnnext::cpu {
 
 bool winograd_applies(const Conv3dShape& s, const Conv3dParams& p);
-// out = conv(input, weight) + bias (bias may be null) in `format`; input float32.
-at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, const float* bias,
+// How winograd_forward reads its weight: as given, or flipped along the kernel axes with input and output channels
+// swapped (grad input's weight), read in place through the weight's strides.
+enum class WinogradWeight { as_given, flipped_transposed };
+// out = conv(input, weight) + bias (bias may be null) in `format`; input and weight float32.
+at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, WinogradWeight use, const float* bias,
                             const Conv3dShape& s, const Conv3dParams& p, at::MemoryFormat format);
 
 // grad weight [K, C, (1,) 3, 3] float32 of the same layers, by F(3x3, 2x2), up to 256 x 256 channels.
