@@ -648,7 +648,14 @@ struct PixelChunk {
 // Tiles go vector-block major, so that consecutive tiles read the same grad_output columns.
 template <typename E>
 void sum_pixels(const PixelChunk<E>& chunk, const std::vector<int64_t>& row_off, int64_t row_begin,
-                int64_t row_end, const Grouping& gr, float* dw, bool accumulate) {
+                int64_t row_end, const Grouping& gr, float* dw, bool accumulate, bool parallel = false) {
+  if (parallel) {  // in blocks of kBlockRows dw rows (a multiple of every tile's rows)
+    for_range(true, ceil_div(row_end - row_begin, kBlockRows), [&](int64_t first, int64_t last) {
+      sum_pixels(chunk, row_off, row_begin + first * kBlockRows, std::min(row_end, row_begin + last * kBlockRows), gr,
+                 dw, accumulate);
+    });
+    return;
+  }
   const int64_t rows = static_cast<int64_t>(row_off.size()), nvec_total = ceil_div(gr.kg, kLanes);
   kernels::PixelSumTileOf<E> t{};
   t.pix_off = chunk.pix_off;
@@ -679,7 +686,7 @@ void sum_pixels(const PixelChunk<E>& chunk, const std::vector<int64_t>& row_off,
 // writes consecutive dw rows). dw must start at zero: a region adds into the rows of its taps only.
 void sum_pixels_by_regions(const PixelStep<float>& step, int64_t images, const Shape& s, const AxisCut& rows,
                            const AxisCut& w, const std::vector<int64_t>& row_off, const Grouping& gr, float* g_rows,
-                           float* dw) {
+                           float* dw, bool parallel) {
   std::vector<int64_t> pix_off;
   const int64_t rows_per_image = s.out[D] * s.out[H];
   for (const auto& sr : rows.segments) {
@@ -704,7 +711,7 @@ void sum_pixels_by_regions(const PixelStep<float>& step, int64_t images, const S
                                      g_rows + chunk * s.k, s.k};
         for (size_t first = 0, last = 0; first < taps.size(); first = last) {
           for (last = first + 1; last < taps.size() && taps[last] == taps[last - 1] + 1;) ++last;
-          sum_pixels(part, row_off, taps[first] * gr.cg, (taps[last - 1] + 1) * gr.cg, gr, dw, true);
+          sum_pixels(part, row_off, taps[first] * gr.cg, (taps[last - 1] + 1) * gr.cg, gr, dw, true, parallel);
         }
       }
     }
@@ -734,15 +741,19 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
 
   // The batch is cut into one slice of images per thread; each thread sums its slice into its own partial
   // dw, in steps of images converted to channels-last in its cache and chunks of pixels that every tile
-  // reads while they are in L2. The partials are then added in slice order.
-  const int64_t slices = batch_slices(s.n);
+  // reads while they are in L2. The partials are then added in slice order. When the partials would outweigh the
+  // data they sum (many channels, few pixels: 512 channels on 7x7 maps), there is one slice and the threads split
+  // its dw rows instead: each dw value is then summed by one thread over every pixel.
   const int64_t dw_size = gr.groups * rows * gr.kg;
+  const bool split_rows = std::is_same_v<E, float> && !at::in_parallel_region() && at::get_num_threads() > 1 &&
+                          s.n * s.out_pixels() * (s.c + s.k) < dw_size;
+  const int64_t slices = split_rows ? 1 : batch_slices(s.n);
   Scratch<float> partial(slices * dw_size);  // [slices, G, rows, Kg]
   const int64_t pixels_per_image = rows_per_image * ceil_div(s.out[W], kPixelsPerElement<E>);
   const int64_t step_images = by_regions
       ? images_per_step(s.out_pixels(), s.in_pixels() * s.c * int64_t(sizeof(float)), {{cut_rows, cut_w}})
       : ceil_div(kChunkPixels, pixels_per_image);
-  at::parallel_for(0, slices, 1, [&](int64_t first_slice, int64_t last_slice) {
+  const auto sum_slices = [&](int64_t first_slice, int64_t last_slice) {
     Scratch<float> g_rows(by_regions ? step_images * s.out_pixels() * s.k : 0);
     for (int64_t slice = first_slice; slice < last_slice; ++slice) {
       const int64_t image_end = (slice + 1) * s.n / slices;
@@ -756,7 +767,7 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
         const auto chunk_step = pixel_step<E>(images(input, first, count), images(grad_output, first, count), step, p);
         if constexpr (std::is_same_v<E, float>) {
           if (by_regions) {
-            sum_pixels_by_regions(chunk_step, count, s, cut_rows, cut_w, row_off, gr, g_rows.get(), dw);
+            sum_pixels_by_regions(chunk_step, count, s, cut_rows, cut_w, row_off, gr, g_rows.get(), dw, split_rows);
             continue;
           }
         }
@@ -764,12 +775,17 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
         for (int64_t chunk = 0; chunk < pixels; chunk += kChunkPixels) {
           const PixelChunk<E> part{chunk_step.x.data, chunk_step.pix_off.data() + chunk,
                                    std::min(kChunkPixels, pixels - chunk), chunk_step.g.data + chunk * s.k, s.k};
-          sum_pixels(part, row_off, 0, rows, gr, dw, accumulate);
+          sum_pixels(part, row_off, 0, rows, gr, dw, accumulate, split_rows);
           accumulate = true;
         }
       }
     }
-  });
+  };
+  if (split_rows) {
+    sum_slices(0, 1);  // not inside parallel_for: its parallel region would run sum_pixels' own split serially
+  } else {
+    at::parallel_for(0, slices, 1, sum_slices);
+  }
   for (int64_t slice = 1; slice < slices; ++slice) add_into(partial.get(), partial.get() + slice * dw_size, dw_size);
   const auto sizes = sizes_of(gr.groups * gr.kg, gr.cg, s.kernel, full_input.dim() - 2);
   return unpacked_grad_weight(partial.get(), gr.groups, gr.cg, gr.kg, sizes).to(input.scalar_type());
