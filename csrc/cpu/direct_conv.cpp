@@ -604,12 +604,13 @@ template <typename E>
 constexpr int64_t kPixelsPerElement = std::is_same_v<E, float> ? 1 : 2;
 
 template <typename E>
-PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, const Shape& step, const Params& p) {
+PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, const Shape& step, const Params& p,
+                        bool parallel = false) {
   const auto pad = symmetric_padding(p.pad, {true, true, true});
   const auto padded = padded_sizes(step.in, pad);
   auto pix_off = window_offsets(step, p, padded, kPixelsPerElement<E>);
   if constexpr (std::is_same_v<E, float>) {
-    return {padded_channels_last<float>(input, pad, false), padded_channels_last<float>(grad_output, {}, false),
+    return {padded_channels_last<float>(input, pad, parallel), padded_channels_last<float>(grad_output, {}, parallel),
             std::move(pix_off)};
   } else {
     auto pad_pairs = pad;
@@ -741,12 +742,13 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
 
   // The batch is cut into one slice of images per thread; each thread sums its slice into its own partial
   // dw, in steps of images converted to channels-last in its cache and chunks of pixels that every tile
-  // reads while they are in L2. The partials are then added in slice order. When the partials would outweigh the
-  // data they sum (many channels, few pixels: 512 channels on 7x7 maps), there is one slice and the threads split
-  // its dw rows instead: each dw value is then summed by one thread over every pixel.
-  const int64_t dw_size = gr.groups * rows * gr.kg;
+  // reads while they are in L2. The partials are then added in slice order. When a layer has a chunk or two of
+  // pixels and the partials would outweigh the data they sum (512 channels on 7x7 maps, batch 4-8), there is one
+  // slice and the threads split its dw rows instead: each dw value is summed by one thread, in a pass or two.
+  // (Batch 64 on 4x4 maps, 1024 pixels, was slower that way: 6.4 -> 8.2 ms for 256 -> 512 channels, stride 2.)
+  const int64_t dw_size = gr.groups * rows * gr.kg, pixels_total = s.n * s.out_pixels();
   const bool split_rows = std::is_same_v<E, float> && !at::in_parallel_region() && at::get_num_threads() > 1 &&
-                          s.n * s.out_pixels() * (s.c + s.k) < dw_size;
+                          pixels_total <= 2 * kChunkPixels && pixels_total * (s.c + s.k) < dw_size;
   const int64_t slices = split_rows ? 1 : batch_slices(s.n);
   Scratch<float> partial(slices * dw_size);  // [slices, G, rows, Kg]
   const int64_t pixels_per_image = rows_per_image * ceil_div(s.out[W], kPixelsPerElement<E>);
@@ -764,7 +766,8 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
         const int64_t count = std::min(step_images, image_end - first);
         Shape step = s;
         step.n = count;
-        const auto chunk_step = pixel_step<E>(images(input, first, count), images(grad_output, first, count), step, p);
+        const auto chunk_step =
+            pixel_step<E>(images(input, first, count), images(grad_output, first, count), step, p, split_rows);
         if constexpr (std::is_same_v<E, float>) {
           if (by_regions) {
             sum_pixels_by_regions(chunk_step, count, s, cut_rows, cut_w, row_off, gr, g_rows.get(), dw, split_rows);
