@@ -37,8 +37,9 @@ for step in "$@"; do
         $PY benchmarks/conv_speed.py --device cuda --dtype $dtype --no-naive --json "$OUT/cuda_$dtype.json" \
           --plot "$OUT/cuda_$dtype.png" > "$OUT/bench_$dtype.log" 2>&1; grep resnet18_ "$OUT/bench_$dtype.log"
       done ;;
-    suite)
-      $PY -m pytest -q -p no:cacheprovider -n "${WORKERS:-8}" tests/ 2>&1 | tee "$OUT/suite.log" | tail -15 ;;
+    suite)  # in parallel where pytest-xdist is installed
+      workers=(); $PY -c "import xdist" 2>/dev/null && workers=(-n "${WORKERS:-8}")
+      $PY -m pytest -q -p no:cacheprovider "${workers[@]}" tests/ 2>&1 | tee "$OUT/suite.log" | tail -15 ;;
     *) echo "unknown step $step (build, test, bench, suite)"; exit 2 ;;
   esac
 done
