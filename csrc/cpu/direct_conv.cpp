@@ -605,7 +605,7 @@ constexpr int64_t kPixelsPerElement = std::is_same_v<E, float> ? 1 : 2;
 
 template <typename E>
 PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, const Shape& step, const Params& p,
-                        bool parallel = false) {
+                        bool parallel) {
   const auto pad = symmetric_padding(p.pad, {true, true, true});
   const auto padded = padded_sizes(step.in, pad);
   auto pix_off = window_offsets(step, p, padded, kPixelsPerElement<E>);
@@ -615,8 +615,8 @@ PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, 
   } else {
     auto pad_pairs = pad;
     pad_pairs.after[W] += p.stride[W];
-    const auto x = padded_channels_last<bf16>(input, pad_pairs, false);
-    const auto go = padded_channels_last<bf16>(grad_output, {}, false);
+    const auto x = padded_channels_last<bf16>(input, pad_pairs, parallel);
+    const auto go = padded_channels_last<bf16>(grad_output, {}, parallel);
     const int64_t c = step.c, k = step.k, wp = padded[W], wo = step.out[W], pairs = ceil_div(wo, 2);
     const int64_t x_rows = step.n * padded[D] * padded[H], g_rows = step.n * step.out[D] * step.out[H];
     auto x_pairs = scratch_memory<uint32_t>(x_rows * wp * c);
