@@ -1,7 +1,7 @@
 """The float32 CPU direct convolution (csrc/cpu/direct_conv*.cpp) against F.conv2d in float64.
 
 Shapes are chosen to reach every branch of the direct kernel: vector widths that are not multiples of 16,
-1 to 4 vectors per tile, narrow outputs (vectors along the rows), Winograd F(2x2, 3x3), 1x1 and depthwise
+1 to 4 vectors per tile, narrow outputs (vectors along the rows, up to 12 channels in tiles of 4), Winograd F(2x2, 3x3), 1x1 and depthwise
 layers on NCHW (vectors along pixels or rows), stride phases in grad input (including phases with no taps),
 strided 1x1 subsampling, dilation, groups, depthwise, batches small enough to split inside one step and large
 enough to give each thread its own images, and channels-last / non-contiguous input. The same checks run on
@@ -41,6 +41,8 @@ SHAPES = [
     (4, 6, 20, 37, 3, (5, 5), 1, 2, 1, 1),         # 3 output channels: vectors along the rows, a masked tail
     (2, 12, 9, 100, 4, (3, 3), (2, 1), 1, (1, 2), 1),  # the same over two row pieces, H stride, W dilation
     (3, 3, 12, 12, 24, (3, 3), 1, 2, 2, 1),        # 3 input channels: grad input as a narrow convolution
+    (2, 5, 11, 21, 6, (5, 5), 1, 2, 1, 1),         # 6 output channels: narrow tiles of 4 + 2 rows (grad input: 5)
+    (2, 12, 10, 19, 9, (3, 3), 1, 1, 1, 1),        # narrow in tiles of 4 + 4 + 1 rows, its grad input 4 + 4 + 4
     (3, 32, 14, 15, 40, (3, 3), 1, 0, 1, 1),       # Winograd F(2x2, 3x3): 12x13 output (clipped tiles)
     (2, 24, 16, 16, 17, (3, 3), 1, 2, 1, 1),       # Winograd with padding 2 (its grad input: padding 0)
     (2, 16, 13, 11, 24, (3, 3), 1, 2, 2, 1),       # Winograd on dilation 2's phase sub-grids, phases of unequal length

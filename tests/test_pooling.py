@@ -82,6 +82,41 @@ def test_avg_pool2d_parity_with_torch(case, count_include_pad, divisor_override)
     torch.testing.assert_close(grad, expected_grad, **TOLERANCES[x.dtype])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("op", ["max", "avg"])
+def test_channels_last_gives_the_bits_of_nchw(op, dtype):
+    """Channels-last tensors run on their own kernels (vectors along the channels, no NCHW copy), which sum in the
+    NCHW kernels' order: outputs, indices and gradients are the same bits, and stay channels-last."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 37, 11, 13, dtype=dtype).mul(3).round()  # ties; 37 channels: a part vector
+    x[0, 5, 2, 3] = float("nan")
+    cases = [dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), dict(kernel_size=(2, 4), stride=(1, 3)),
+             dict(kernel_size=3, stride=2, padding=1, count_include_pad=False) if op == "avg" else
+             dict(kernel_size=3, stride=1, padding=1, dilation=2)]
+    for kwargs in cases:
+        results = []
+        for layout in (torch.contiguous_format, torch.channels_last):
+            t = x.contiguous(memory_format=layout).detach().requires_grad_()
+            out = (cnnext.max_pool2d(t, return_indices=True, **kwargs) if op == "max"
+                   else (cnnext.avg_pool2d(t, **kwargs), torch.empty(0)))
+            grad = torch.arange(out[0].numel(), dtype=dtype).reshape(out[0].shape).sin()
+            out[0].backward(grad.contiguous(memory_format=layout))
+            results.append((out[0].detach(), out[1], t.grad))
+            assert all(r.is_contiguous(memory_format=layout) for r in (out[0], t.grad))
+        for nchw, channels_last in zip(*results):
+            torch.testing.assert_close(channels_last, nchw, rtol=0, atol=0, equal_nan=True)
+
+
+def test_channels_last_pooling_copies_nothing():
+    x = torch.randn(4, 32, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_()
+    with torch.profiler.profile() as profile:
+        for out in (cnnext.max_pool2d(x, 3, 2, 1), cnnext.avg_pool2d(x, 3, 2, 1)):
+            out.backward(torch.ones_like(out))  # channels-last, like out
+    ops = {event.name for event in profile.events()}
+    assert {"cnnext::max_pool2d_backward", "cnnext::avg_pool2d_backward"} <= ops
+    assert not ops & {"aten::copy_", "aten::contiguous", "aten::clone"}, ops
+
+
 def test_empty_window():
     """Padding 1 and dilation 2 over a 1-pixel input: the window steps over the only pixel. PyTorch outputs
     -inf with an index outside the window; cnnext outputs the same and sends that window no gradient."""
@@ -196,6 +231,9 @@ def test_batch_zero_and_unbatched():
     (lambda: torch.ops.cnnext.max_pool2d_backward(torch.randn(1, 2, 4, 4), torch.randn(1, 2, 8, 8),
                                                   torch.full((1, 2, 4, 4), 64), [2, 2], [2, 2], [0, 0], [1, 1],
                                                   False), RuntimeError, "outside the input plane"),
+    (lambda: torch.ops.cnnext.max_pool2d_backward(
+        torch.randn(1, 2, 4, 4), torch.randn(1, 2, 8, 8).contiguous(memory_format=torch.channels_last),
+        torch.full((1, 2, 4, 4), -1), [2, 2], [2, 2], [0, 0], [1, 1], False), RuntimeError, "index -1 in indices"),
 ])
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):

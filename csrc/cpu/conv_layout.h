@@ -212,6 +212,28 @@ void store_channels_last(const ChannelsLastMemory<T>& cl, at::Tensor& dst, bool 
   });
 }
 
+// t [N, C, (D,) H, W] contiguous -> the same values channels-last, by register transposes (ATen's copy for this
+// permutation was 10x slower on few channels).
+template <typename T>
+at::Tensor channels_last_copy(const at::Tensor& t) {
+  TORCH_INTERNAL_ASSERT(t.is_contiguous());
+  const auto format = t.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
+  auto out = at::empty(t.sizes(), t.options().memory_format(format));
+  const int64_t n = t.size(0), c = t.size(1), pixels = n * c == 0 ? 0 : t.numel() / (n * c);
+  const T* src = data<T>(t);
+  T* dst = data<T>(out);
+  constexpr int64_t kPixelBlock = 256;
+  const int64_t blocks = ceil_div(pixels, kPixelBlock);
+  for_range(true, n * blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t img = task / blocks, p0 = task % blocks * kPixelBlock;
+      kernels::transpose_avx512(src + img * c * pixels + p0, pixels, dst + (img * pixels + p0) * c, c, c,
+                                std::min(kPixelBlock, pixels - p0));
+    }
+  });
+  return out;
+}
+
 // Whether work over `elements` values is worth waking the other threads for.
 inline bool worth_threads(int64_t elements) { return elements >= at::internal::GRAIN_SIZE; }
 

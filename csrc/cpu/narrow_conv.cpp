@@ -9,17 +9,21 @@ namespace {
 using kernels::kMaxNarrowRows;
 using kernels::kMaxNarrowVectors;
 constexpr int64_t kNarrowPiece = kLanes * kMaxNarrowVectors;  // pixels of one tile
+// Output channels a narrow convolution takes, in tiles of up to kMaxNarrowRows (each reads the same input
+// piece again, from cache). Below 16, the tap kernel's vectors over output channels would leave lanes idle.
+constexpr int64_t kMaxNarrowChannels = 12;
 
-// t [N, C, (D,) H, W] -> [N * C, Dp, Hp, Wp] zero-padded, with `slack` values after it (whole vectors may read
-// past the last row).
+// t [N, C, (D,) H, W] (any strides: a channels-last t is read in place) -> [N * C, Dp, Hp, Wp] zero-padded, with
+// `slack` values after it (whole vectors may read past the last row).
 Scratch<float> padded_planes(const at::Tensor& t, const Padding& pad, int64_t slack) {
-  const auto x = t.contiguous();
-  const bool volume = x.dim() == 5;
-  const int64_t planes = x.size(0) * x.size(1), d = volume ? x.size(2) : 1, h = x.size(-2), w = x.size(-1);
+  const bool volume = t.dim() == 5;
+  const int64_t c = t.size(1), planes = t.size(0) * c, d = volume ? t.size(2) : 1, h = t.size(-2), w = t.size(-1);
+  const int64_t sn = t.stride(0), sc = t.stride(1), sd = volume ? t.stride(2) : 0, sh = t.stride(-2),
+                sw = t.stride(-1);
   const std::array<int64_t, 3> in{d, h, w};
   const auto padded = padded_sizes(in, pad);
   Scratch<float> out(planes * padded[D] * padded[H] * padded[W] + slack);
-  const float* src = x.data_ptr<float>();
+  const float* src = t.data_ptr<float>();
   float* dst = out.get();
   const int64_t rows = planes * padded[D] * padded[H];
   for_range(worth_threads(rows * padded[W]), rows, [&](int64_t begin, int64_t end) {
@@ -28,7 +32,9 @@ Scratch<float> padded_planes(const at::Tensor& t, const Padding& pad, int64_t sl
       const int64_t z = row / padded[H] % padded[D] - pad.before[D], y = row % padded[H] - pad.before[H];
       float* to = dst + row * padded[W];
       std::fill(to, to + padded[W], 0.0f);
-      if (z >= 0 && z < d && y >= 0 && y < h) std::copy_n(src + ((plane * d + z) * h + y) * w, w, to + pad.before[W]);
+      if (z < 0 || z >= d || y < 0 || y >= h) continue;
+      const float* from = src + plane / c * sn + plane % c * sc + z * sd + y * sh;
+      for (int64_t x = 0; x < w; ++x) to[pad.before[W] + x] = from[x * sw];
     }
   });
   std::fill(dst + rows * padded[W], dst + rows * padded[W] + slack, 0.0f);
@@ -38,7 +44,7 @@ Scratch<float> padded_planes(const at::Tensor& t, const Padding& pad, int64_t sl
 }  // namespace
 
 bool narrow_forward_applies(const Shape& s, const Params& p) {
-  return p.groups == 1 && s.k <= kMaxNarrowRows && p.stride[W] == 1 && s.out[W] >= kLanes / 2;
+  return p.groups == 1 && s.k <= kMaxNarrowChannels && p.stride[W] == 1 && s.out[W] >= kLanes / 2;
 }
 
 // out = conv(input, weight) + bias (bias may be null) in `format`, input and weight float32.
@@ -62,7 +68,6 @@ at::Tensor narrow_forward(const at::Tensor& input, const at::Tensor& weight, con
   const int64_t pieces = ceil_div(s.out[W], kNarrowPiece), rows = s.n * s.out[D] * s.out[H];
   for_range(true, rows * pieces, [&](int64_t begin, int64_t end) {
     kernels::TapTile t{};
-    t.rows = static_cast<int>(s.k);
     t.a_tap = a_tap.data();
     t.b_tap = b_tap.data();
     t.taps = taps;
@@ -75,15 +80,19 @@ at::Tensor narrow_forward(const at::Tensor& input, const at::Tensor& weight, con
       t.nvec = static_cast<int>(ceil_div(length, kLanes));
       t.last_mask = last_lanes_mask(length);
       t.b = x.get() + n * s.c * plane + (od * p.stride[D] * padded[H] + oh * p.stride[H]) * padded[W] + ow;
-      for (int64_t k = 0; k < s.k; ++k) {
-        t.a_rows[k] = w.get() + k * taps * s.c;
-        t.c_rows[k] = y + (((n * s.k + k) * s.out[D] + od) * s.out[H] + oh) * s.out[W] + ow;
-        if (bias) std::fill_n(t.c_rows[k], length, bias[k]);
+      for (int64_t k0 = 0; k0 < s.k; k0 += kMaxNarrowRows) {
+        t.rows = static_cast<int>(std::min<int64_t>(kMaxNarrowRows, s.k - k0));
+        for (int64_t i = 0; i < t.rows; ++i) {
+          const int64_t k = k0 + i;
+          t.a_rows[i] = w.get() + k * taps * s.c;
+          t.c_rows[i] = y + (((n * s.k + k) * s.out[D] + od) * s.out[H] + oh) * s.out[W] + ow;
+          if (bias) std::fill_n(t.c_rows[i], length, bias[k]);
+        }
+        kernels::narrow_tile_avx512(t);
       }
-      kernels::narrow_tile_avx512(t);
     }
   });
-  return out.contiguous(format);
+  return format == at::MemoryFormat::Contiguous ? out : channels_last_copy<float>(out);
 }
 
 }  // namespace cnnext::cpu

@@ -1,5 +1,6 @@
-// MaxPool2d and AvgPool2d on the CPU: one task per (image, channel) plane, so every thread writes its own
-// planes and forward and backward give the same result on every run. Windows follow PyTorch exactly
+// MaxPool2d and AvgPool2d on the CPU. NCHW tensors run here, one task per (image, channel) plane, so every thread
+// writes its own planes and forward and backward give the same result on every run; channels-last tensors run
+// on pool2d_channels_last.cpp's kernels, which give the same bits. Windows follow PyTorch exactly
 // (the flat h * W + w index per plane, NaN wins a max, the ceil_mode and divisor rules), so outputs,
 // gradients and returned indices match F.max_pool2d / F.avg_pool2d.
 // float16/bfloat16 run through float32 (exact for max, a float accumulator for the average).
@@ -12,31 +13,13 @@
 #include <limits>
 #include <vector>
 
-#include "../pool_params.h"
+#include "pool2d_windows.h"
 
 namespace cnnext::cpu {
 namespace {
 
-// Enough planes per task that a task is worth starting a thread for.
-int64_t plane_grain(int64_t work_per_plane) {
-  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_plane));
-}
-
 bool is_reduced_float(const at::Tensor& t) {
   return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
-}
-
-// One window along one axis: the first input position, one past the last, stepping by `dil`,
-// with the start moved into the input (PyTorch's convention for which index a window reports).
-struct Window {
-  int64_t begin, end;
-};
-
-Window max_window(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t dil, int64_t size) {
-  int64_t begin = o * stride - pad;
-  const int64_t end = std::min(begin + (kernel - 1) * dil + 1, size);
-  while (begin < 0) begin += dil;
-  return {begin, end};
 }
 
 // The max of one window, branch-free (on random data, a branch per comparison was mispredicted half the time):
@@ -115,19 +98,6 @@ void max_pool2d_planes(const T* x, T* y, int64_t* indices, const Pool2dShape& s,
   });
 }
 
-// Whether each output position along one axis has a window holding at least one input position. A window
-// can be empty only where dilation steps over an input smaller than the dilation: PyTorch then outputs
-// -inf with an index outside that window, which must receive no gradient.
-std::vector<char> nonempty_windows(int64_t out_size, int64_t stride, int64_t pad, int64_t kernel, int64_t dil,
-                                   int64_t size) {
-  std::vector<char> nonempty(out_size);
-  for (int64_t o = 0; o < out_size; ++o) {
-    const auto win = max_window(o, stride, pad, kernel, dil, size);
-    nonempty[o] = win.begin < win.end;
-  }
-  return nonempty;
-}
-
 // grad_input[plane][indices[o]] += grad_output[o], plane by plane (each plane is one thread's, zeroed by
 // it just before, while it is in cache).
 template <typename T>
@@ -160,46 +130,9 @@ void max_pool2d_backward_planes(const T* go, const int64_t* indices, T* gx, cons
 // uses is a product of per-axis lengths (or the override). So each plane is pooled along W into a
 // [H, Wo] buffer, then along H, with contiguous inner loops the compiler vectorises.
 
-// One axis of an average-pooling window: the part inside the input [begin, end), and its length when
-// clipped to the padded input instead (what count_include_pad counts).
-struct AxisWindow {
-  int64_t begin, end, padded_length;
-  int64_t length() const { return end - begin; }
-};
-
-std::vector<AxisWindow> avg_axis(int64_t out_size, int64_t stride, int64_t pad, int64_t kernel, int64_t size) {
-  std::vector<AxisWindow> windows(out_size);
-  for (int64_t o = 0; o < out_size; ++o) {
-    const int64_t start = o * stride - pad, stop = std::min(start + kernel, size + pad);
-    windows[o] = {std::max<int64_t>(start, 0), std::min(stop, size), stop - start};
-  }
-  return windows;
-}
-
-struct AvgDivisors {
-  std::vector<AxisWindow> rows, cols;
-  bool count_include_pad;
-  std::optional<int64_t> divisor_override;
-
-  // 0 for a ceil_mode window entirely in the padding: it holds no input and its output is 0.
-  int64_t operator()(int64_t oh, int64_t ow) const {
-    if (rows[oh].length() <= 0 || cols[ow].length() <= 0) return 0;
-    if (divisor_override.has_value()) return *divisor_override;
-    return count_include_pad ? rows[oh].padded_length * cols[ow].padded_length : rows[oh].length() * cols[ow].length();
-  }
-};
-
-AvgDivisors avg_divisors(const Pool2dShape& s, const Pool2dParams& p, bool count_include_pad,
-                         const std::optional<int64_t>& divisor_override) {
-  return {avg_axis(s.ho, p.stride_h, p.pad_h, p.kernel_h, s.h), avg_axis(s.wo, p.stride_w, p.pad_w, p.kernel_w, s.w),
-          count_include_pad, divisor_override};
-}
-
 template <typename T>
-void avg_pool2d_planes(const T* x, T* y, const Pool2dShape& s, const Pool2dParams& p, bool count_include_pad,
-                       const std::optional<int64_t>& divisor_override) {
+void avg_pool2d_planes(const T* x, T* y, const Pool2dShape& s, const Pool2dParams& p, const AvgDivisors& divisor) {
   const int64_t in_plane = s.h * s.w, out_plane = s.ho * s.wo;
-  const auto divisor = avg_divisors(s, p, count_include_pad, divisor_override);
   at::parallel_for(0, s.planes(), plane_grain(out_plane * (p.kernel_h + p.kernel_w)), [&](int64_t begin, int64_t end) {
     std::vector<T> row_sums(s.h * s.wo);  // [H, Wo]: each input row pooled along W
     for (int64_t plane = begin; plane < end; ++plane) {
@@ -231,9 +164,8 @@ void avg_pool2d_planes(const T* x, T* y, const Pool2dShape& s, const Pool2dParam
 // The adjoint, in the reverse order: each output's share spread along H into a [H, Wo] buffer, then along W.
 template <typename T>
 void avg_pool2d_backward_planes(const T* go, T* gx, const Pool2dShape& s, const Pool2dParams& p,
-                                bool count_include_pad, const std::optional<int64_t>& divisor_override) {
+                                const AvgDivisors& divisor) {
   const int64_t in_plane = s.h * s.w, out_plane = s.ho * s.wo;
-  const auto divisor = avg_divisors(s, p, count_include_pad, divisor_override);
   at::parallel_for(0, s.planes(), plane_grain(out_plane * (p.kernel_h + p.kernel_w)), [&](int64_t begin, int64_t end) {
     std::vector<T> row_grads(s.h * s.wo), shares(s.wo);
     for (int64_t plane = begin; plane < end; ++plane) {
@@ -262,9 +194,15 @@ void avg_pool2d_backward_planes(const T* go, T* gx, const Pool2dShape& s, const 
   });
 }
 
-// Planes kernels work on contiguous NCHW float/double; results go back to the input's dtype and layout.
-at::Tensor as_planes(const at::Tensor& t) {
-  return (is_reduced_float(t) ? t.to(at::kFloat) : t).contiguous();
+// The kernels work on float or double in the input's layout: NCHW planes, or channels-last images
+// (pool2d_channels_last.cpp), so a channels-last model flows through with no copies.
+at::MemoryFormat layout_of(const at::Tensor& input) {
+  return input.suggest_memory_format() == at::MemoryFormat::ChannelsLast ? at::MemoryFormat::ChannelsLast
+                                                                         : at::MemoryFormat::Contiguous;
+}
+
+at::Tensor for_kernels(const at::Tensor& t, at::MemoryFormat layout) {
+  return (is_reduced_float(t) ? t.to(at::kFloat) : t).contiguous(layout);
 }
 
 at::Tensor like_input(const at::Tensor& result, const at::Tensor& input) {
@@ -276,15 +214,18 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input, a
                                                       at::IntArrayRef dilation, bool ceil_mode) {
   const auto p = Pool2dParams::from("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode);
   const auto s = check_pool2d("max_pool2d", input, p);
-  const auto x = as_planes(input);
-  auto out = at::empty({s.n, s.c, s.ho, s.wo}, x.options());
-  auto indices = at::empty({s.n, s.c, s.ho, s.wo}, x.options().dtype(at::kLong));
+  const auto layout = layout_of(input);
+  const auto x = for_kernels(input, layout);
+  auto out = at::empty({s.n, s.c, s.ho, s.wo}, x.options().memory_format(layout));
+  auto indices = at::empty({s.n, s.c, s.ho, s.wo}, x.options().dtype(at::kLong).memory_format(layout));
   if (s.n > 0) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cnnext_max_pool2d", [&] {
-      max_pool2d_planes(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), s, p);
+      const auto kernel = layout == at::MemoryFormat::ChannelsLast ? max_pool2d_channels_last<scalar_t>
+                                                                   : max_pool2d_planes<scalar_t>;
+      kernel(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), s, p);
     });
   }
-  return {like_input(out, input), indices.contiguous(input.suggest_memory_format())};
+  return {like_input(out, input), indices};
 }
 
 at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& indices,
@@ -299,13 +240,15 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
               input.scalar_type(), " like input, but got ", grad_output.scalar_type());
   TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": expected indices with dtype int64 (Long), but got ",
               indices.scalar_type());
-  const auto go = as_planes(grad_output);
-  auto grad_input = at::empty({s.n, s.c, s.h, s.w}, go.options());
+  const auto layout = layout_of(input);
+  const auto go = for_kernels(grad_output, layout);
+  auto grad_input = at::empty({s.n, s.c, s.h, s.w}, go.options().memory_format(layout));
   if (s.n > 0) {
-    const auto idx = indices.contiguous();
+    const auto idx = indices.contiguous(layout);
     AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "cnnext_max_pool2d_backward", [&] {
-      max_pool2d_backward_planes(go.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), grad_input.data_ptr<scalar_t>(),
-                                 s, p);
+      const auto kernel = layout == at::MemoryFormat::ChannelsLast ? max_pool2d_backward_channels_last<scalar_t>
+                                                                   : max_pool2d_backward_planes<scalar_t>;
+      kernel(go.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), grad_input.data_ptr<scalar_t>(), s, p);
     });
   }
   return like_input(grad_input, input);
@@ -317,11 +260,15 @@ at::Tensor avg_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_si
   const auto p = Pool2dParams::from("avg_pool2d", kernel_size, stride, padding, {1, 1}, ceil_mode);
   check_divisor("avg_pool2d", divisor_override);
   const auto s = check_pool2d("avg_pool2d", input, p);
-  const auto x = as_planes(input);
-  auto out = at::empty({s.n, s.c, s.ho, s.wo}, x.options());
+  const auto layout = layout_of(input);
+  const auto x = for_kernels(input, layout);
+  auto out = at::empty({s.n, s.c, s.ho, s.wo}, x.options().memory_format(layout));
   if (s.n > 0) {
+    const auto divisor = avg_divisors(s, p, count_include_pad, divisor_override);
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cnnext_avg_pool2d", [&] {
-      avg_pool2d_planes(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), s, p, count_include_pad, divisor_override);
+      const auto kernel = layout == at::MemoryFormat::ChannelsLast ? avg_pool2d_channels_last<scalar_t>
+                                                                   : avg_pool2d_planes<scalar_t>;
+      kernel(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), s, p, divisor);
     });
   }
   return like_input(out, input);
@@ -337,12 +284,15 @@ at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
   check_like_output(op, grad_output, "grad_output", s, input);
   TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), op, ": expected grad_output with dtype ",
               input.scalar_type(), " like input, but got ", grad_output.scalar_type());
-  const auto go = as_planes(grad_output);
-  auto grad_input = at::empty({s.n, s.c, s.h, s.w}, go.options());
+  const auto layout = layout_of(input);
+  const auto go = for_kernels(grad_output, layout);
+  auto grad_input = at::empty({s.n, s.c, s.h, s.w}, go.options().memory_format(layout));
   if (s.n > 0) {
+    const auto divisor = avg_divisors(s, p, count_include_pad, divisor_override);
     AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "cnnext_avg_pool2d_backward", [&] {
-      avg_pool2d_backward_planes(go.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), s, p, count_include_pad,
-                                 divisor_override);
+      const auto kernel = layout == at::MemoryFormat::ChannelsLast ? avg_pool2d_backward_channels_last<scalar_t>
+                                                                   : avg_pool2d_backward_planes<scalar_t>;
+      kernel(go.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), s, p, divisor);
     });
   }
   return like_input(grad_input, input);
