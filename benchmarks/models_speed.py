@@ -12,6 +12,8 @@ the largest difference between the two models' outputs on the batch (eval mode).
     SGD with momentum 0.9 and weight decay 5e-4, Adam for AOD-Net; the same for torchvision's models).
 With --precision bfloat16 both models run under torch.autocast(bfloat16) (mixed precision, as
 `experiments/run.py --precision bfloat16` trains): PyTorch's bfloat16 convolutions (oneDNN) against cnnext's.
+With --memory-format channels_last both models and the batch are channels-last (NHWC memory, as
+`experiments/run.py --memory-format channels_last` trains), which both sides' CPU kernels read without converting.
 The lab's zoo runs at its experiments' settings (batch size, image size, width: experiments/run.py), so
 its training-step rows are the timed part of an epoch of `experiments/run.py --backend cnnext|torch`.
 torchvision's classification models run at 224 px when torchvision can be imported, else they are skipped
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cnnext  # noqa: E402
 from cnnext.models import build_model  # noqa: E402
 from cnnext.timing import time_interleaved  # noqa: E402
-from cnnext.train import PRECISIONS, autocast  # noqa: E402
+from cnnext.train import MEMORY_FORMATS, PRECISIONS, autocast, in_memory_format  # noqa: E402
 from conv_speed import geometric_mean, machine_info, plot_ratio_bars, save_results  # noqa: E402
 
 PASSES = ("inference", "train step")
@@ -118,9 +120,11 @@ def pass_call(case, model, pass_name, x, target, precision="float32"):
 
 
 def bench_case(case, args):
-    reference = case.build()
-    converted = cnnext.convert(copy.deepcopy(reference))
+    memory_format = MEMORY_FORMATS[args.memory_format]
+    reference = case.build().to(memory_format=memory_format)
+    converted = cnnext.convert(copy.deepcopy(reference)).to(memory_format=memory_format)
     x, target = make_batch(case, reference)
+    x, target = in_memory_format(x, args.memory_format), in_memory_format(target, args.memory_format)
     with torch.no_grad(), autocast(args.precision):  # the two must compute the same thing: the rows say how close
         difference = (converted.eval()(x).float() - reference.eval()(x).float()).abs().max().item()
     rows = []
@@ -169,6 +173,8 @@ def main(argv=None):
     parser.add_argument("--group", choices=("lab", "torchvision"), default=None, help="only this group of models")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="float32, or bfloat16 mixed precision (torch.autocast) on both sides")
+    parser.add_argument("--memory-format", choices=list(MEMORY_FORMATS), default="contiguous",
+                        help="NCHW (contiguous) or NHWC (channels_last) models and batches on both sides")
     parser.add_argument("--json", type=Path, default=None, help="write results (with machine info) here")
     parser.add_argument("--plot", type=Path, default=None, help="write a bar chart of the ratios here")
     args = parser.parse_args(argv)
@@ -179,7 +185,9 @@ def main(argv=None):
              + (torchvision_cases(args.quick) if args.group != "lab" else []))
     cases = [c for c in cases if args.only is None or any(text in c.name for text in args.only)]
     info = machine_info("cpu")
-    print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, {args.precision}, {info['date']}")
+    info["memory_format"] = args.memory_format
+    print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, {args.precision}, {args.memory_format}, "
+          f"{info['date']}")
     print(HEADER)
     print("-" * len(HEADER))
     rows = []

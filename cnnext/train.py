@@ -44,9 +44,12 @@ class TrainConfig:
                                   # share of the originals), e.g. data.augment.BatchMix (mixup, CutMix)
     precision: str = "float32"    # 'bfloat16': forward and loss run under torch.autocast (mixed precision: the
                                   # convolutions in bfloat16, weights, gradients and optimiser state in float32)
+    memory_format: str = "contiguous"  # 'channels_last': weights and batches in NHWC memory, which both backends'
+                                       # CPU kernels read without converting (the values are the same)
 
 
 PRECISIONS = ("float32", "bfloat16")
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 # ----------------------------------------------------------------------------------------------- distributed
@@ -161,8 +164,13 @@ def _loss(task, output, target, label_smoothing=0.0):
     return F.mse_loss(output, target)
 
 
+def in_memory_format(images, memory_format):
+    """A batch of images [N, C, H, W] in `memory_format` ('contiguous' or 'channels_last'); other tensors as given."""
+    return images.contiguous(memory_format=MEMORY_FORMATS[memory_format]) if images.dim() == 4 else images
+
+
 @torch.no_grad()
-def evaluate(model, dataset, task, batch_size=64, device="cpu", max_batches=None):
+def evaluate(model, dataset, task, batch_size=64, device="cpu", max_batches=None, memory_format="contiguous"):
     """Test metrics of `model` on `dataset` (each process takes every world_size-th sample; sums are reduced)."""
     rank, world_size = world()
     shard = Subset(dataset, range(rank, len(dataset), world_size)) if world_size > 1 else dataset
@@ -171,7 +179,7 @@ def evaluate(model, dataset, task, batch_size=64, device="cpu", max_batches=None
     for index, (inputs, targets) in enumerate(DataLoader(shard, batch_size=batch_size)):
         if max_batches is not None and index >= max_batches:
             break
-        inputs, targets = inputs.to(device), targets.to(device)
+        inputs, targets = in_memory_format(inputs.to(device), memory_format), targets.to(device)
         outputs = model(inputs)
         for key, value in _batch_sums(task, outputs, targets, _loss(task, outputs, targets)).items():
             sums[key] += value
@@ -197,6 +205,13 @@ def check_precision(config):
     """Raises ValueError, naming the config class, unless config.precision is one of PRECISIONS."""
     if config.precision not in PRECISIONS:
         raise ValueError(f"{type(config).__name__}.precision must be one of {PRECISIONS}, got {config.precision!r}")
+
+
+def check_memory_format(config):
+    """Raises ValueError, naming the config class, unless config.memory_format is one of MEMORY_FORMATS."""
+    if config.memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"{type(config).__name__}.memory_format must be one of {tuple(MEMORY_FORMATS)}, got "
+                         f"{config.memory_format!r}")
 
 
 def autocast(precision, device="cpu"):
@@ -251,6 +266,7 @@ def _train_epoch(model, optimizer, dataset, task, config, epoch, name, average=N
             inputs = config.augment(inputs)
         if config.mix is not None:
             inputs, partners, share = config.mix(inputs, targets)
+        inputs = in_memory_format(inputs, config.memory_format)
         with autocast(config.precision, config.device):
             outputs = model(inputs)
             loss = _training_loss(task, config, outputs, targets)
@@ -306,19 +322,20 @@ def fit(model, data, config, out_dir, name="model", signature=None):
     {'name', 'parameters', 'history': [per-epoch metrics], 'wall_time_s', 'resumed_from', 'final'}.
 
     out_dir/checkpoint.pt is written after every epoch (by rank 0) and picked up again by a later call with
-    the same `signature` (model, data and hyper-parameters, not the epoch count), so a run that was stopped
-    resumes, and a finished one is extended when called with more epochs. With config.ema_decay the test
+    the same `signature` (model, data and hyper-parameters, not the epoch count, device or memory format), so a run
+    that was stopped resumes, and a finished one is extended when called with more epochs. With config.ema_decay the test
     metrics are those of the weight average, and `model` holds the average when fit returns. Evaluation runs in
     float32 whatever config.precision the training steps ran in."""
     check_precision(config)
+    check_memory_format(config)
     torch.manual_seed(config.seed)
     out_dir = Path(out_dir)
     if is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
     signature = {"config": {k: repr(v) if callable(v) else v for k, v in asdict(config).items()
-                            if k not in ("epochs", "resume", "progress", "device")},
+                            if k not in ("epochs", "resume", "progress", "device", "memory_format")},
                  **(signature or {})}
-    model = model.to(config.device)
+    model = model.to(config.device, memory_format=MEMORY_FORMATS[config.memory_format])
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = _optimizer(model, config)
     average = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
@@ -348,7 +365,8 @@ def fit(model, data, config, out_dir, name="model", signature=None):
         started = time.perf_counter()
         train_metrics = _train_epoch(trained, optimizer, data.train, data.task, config, epoch, name, average)
         train_time = time.perf_counter() - started
-        test_metrics = evaluate(evaluated, data.test, data.task, config.batch_size, config.device, config.max_batches)
+        test_metrics = evaluate(evaluated, data.test, data.task, config.batch_size, config.device, config.max_batches,
+                                config.memory_format)
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **train_metrics, **test_metrics,
                   "train_time_s": train_time, "epoch_time_s": time.perf_counter() - started}
         history.append(record)

@@ -29,17 +29,17 @@ CLASSIFICATION = {"dataset": "vehicles", "split": "lab", "seeds": 3, "epochs": 1
                   "translate": 0, "standardize": "image", "ema": True, "ema_decay": 0.99, "tta": True,
                   "bn_adapt": None,  # None: on for the lab split (its test set is shifted), off for a random one
                   "tent": None,  # None: as bn_adapt
-                  "class_weights": "none", "mix": "none", "precision": "float32",
+                  "class_weights": "none", "mix": "none", "precision": "float32", "memory_format": "contiguous",
                   # None: CIFAR-10 on the vehicles' lab split, whose test cameras only features learnt from a larger
                   # set carry over to (docs/experiments.md, fifth round), when DATA has cifar10/; else none
                   "pretrain": None,
                   "pretrain_epochs": 10}
 DEHAZE = {"dataset": "dehaze", "split": "lab", "seeds": 1, "epochs": 10, "batch_size": 32, "lr": 0.01,
           "optimizer": "sgd", "weight_decay": 5e-4, "label_smoothing": 0.0, "image_size": 64, "width": 1.0,
-          "augment": False, "ema": False, "ema_decay": 0.99, "precision": "float32"}
+          "augment": False, "ema": False, "ema_decay": 0.99, "precision": "float32", "memory_format": "contiguous"}
 OVERRIDES = ("dataset", "split", "seeds", "epochs", "batch_size", "lr", "image_size", "width", "augment",
-             "standardize", "ema", "tta", "bn_adapt", "tent", "class_weights", "mix", "precision", "pretrain",
-             "pretrain_epochs")
+             "standardize", "ema", "tta", "bn_adapt", "tent", "class_weights", "mix", "precision", "memory_format",
+             "pretrain", "pretrain_epochs")
 
 
 @dataclass
@@ -104,7 +104,7 @@ class Context:
                                   device=args.device, seed=args.seed, max_batches=settings.get("max_batches"),
                                   resume=not args.no_resume, label_smoothing=settings["label_smoothing"],
                                   ema_decay=settings["ema_decay"] if settings["ema"] else None,
-                                  precision=settings["precision"])
+                                  precision=settings["precision"], memory_format=settings["memory_format"])
         self.data = self.load_data(settings["image_size"])
         self.runs, self.figures = [], []
         self._pretrained, self._pretraining_data = {}, None

@@ -171,7 +171,8 @@ def write_outputs(ctx, notes=(), extra=None):
                      f"{ctx.settings['weight_decay']}"
                      + (f", label smoothing {ctx.settings['label_smoothing']}"
                         if ctx.settings["label_smoothing"] else "")
-                     + (", bfloat16 mixed precision (autocast)" if ctx.settings["precision"] == "bfloat16" else "")],
+                     + (", bfloat16 mixed precision (autocast)" if ctx.settings["precision"] == "bfloat16" else "")
+                     + (", channels-last memory" if ctx.settings["memory_format"] == "channels_last" else "")],
         ["seeds", f"{', '.join(map(str, ctx.seeds))} (model initialisation and batch order; the split is fixed "
                   f"by --seed {ctx.args.seed})" if len(ctx.seeds) > 1 else str(ctx.seeds[0])],
     ] + [[name, value] for name, value in ctx.methods().items()] + [

@@ -18,7 +18,7 @@ from cnnext import data as datasets  # noqa: E402
 from cnnext.data.augment import MIXES  # noqa: E402
 from cnnext.data.vehicles import SPLITS  # noqa: E402
 from cnnext.report import Report, write_json  # noqa: E402
-from cnnext.train import PRECISIONS, ResumeError, init_distributed, is_main, log  # noqa: E402
+from cnnext.train import MEMORY_FORMATS, PRECISIONS, ResumeError, init_distributed, is_main, log  # noqa: E402
 from experiments import cifar, classification, dehaze, lecture, speedrun  # noqa: E402
 from experiments.context import Context  # noqa: E402
 from experiments.pretrain import PRETRAIN_SETS, has_cifar10  # noqa: E402
@@ -77,6 +77,9 @@ def common_options():
     group.add_argument("--precision", choices=PRECISIONS, help="training steps in float32, or in bfloat16 mixed "
                        "precision (torch.autocast: convolutions in bfloat16, weights and optimiser in float32; "
                        "evaluation stays float32)")
+    group.add_argument("--memory-format", choices=list(MEMORY_FORMATS), help="weights and batches in NCHW "
+                       "('contiguous', PyTorch's default) or NHWC memory ('channels_last', which both backends' CPU "
+                       "kernels read without converting: faster training, the same values; docs/benchmarks.md)")
     group.add_argument("--pretrain", choices=PRETRAIN_SETS, help="classification: first train each model on "
                        "CIFAR-10's training set (DATA/cifar10, same input pipeline), then fine-tune all of it here "
                        "with a fresh classifier; the pretrained weights are cached (--cache) and shared by the seeds "

@@ -43,6 +43,9 @@ def test_kernel_path_is_the_kernels_own_choice():
     pointwise = torch.ops.cnnext._kernel_path("conv2d", torch.empty(2, 32, 16, 16), torch.empty(8, 32, 1, 1), [1, 1],
                                               [0, 0], [1, 1], 1)
     assert pointwise == "direct AVX-512: pointwise (NCHW, vectors along pixels)"
+    seven_by_seven = torch.ops.cnnext._kernel_path("conv2d", torch.empty(2, 32, 7, 7), torch.empty(8, 32, 1, 1),
+                                                   [1, 1], [0, 0], [1, 1], 1)  # under one 64-pixel tile
+    assert seven_by_seven == "direct AVX-512"
     channels_last = torch.empty(2, 32, 16, 16).contiguous(memory_format=torch.channels_last)
     assert torch.ops.cnnext._kernel_path("conv2d", channels_last, torch.empty(8, 32, 1, 1), [1, 1], [0, 0], [1, 1],
                                          1) == "direct AVX-512"

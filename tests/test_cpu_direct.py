@@ -47,7 +47,7 @@ SHAPES = [
     (2, 24, 16, 16, 17, (3, 3), 1, 2, 1, 1),       # Winograd with padding 2 (its grad input: padding 0)
     (2, 16, 13, 11, 24, (3, 3), 1, 2, 2, 1),       # Winograd on dilation 2's phase sub-grids, phases of unequal length
     (2, 20, 12, 17, 16, (3, 3), 1, (1, 3), (1, 3), 1),  # Winograd with dilation 1 along H and 3 along W
-    (3, 20, 9, 7, 13, (1, 1), 1, 0, 1, 1),         # 1x1 on NCHW: 63 pixels (a part-vector tail), 13 rows
+    (3, 20, 9, 9, 13, (1, 1), 1, 0, 1, 1),         # 1x1 on NCHW: 81 pixels (a tile, a part-vector tail), 13 rows
     (2, 8, 23, 23, 70, (1, 1), 1, 0, 1, 1),        # 1x1 on NCHW: 529 pixels, blocks of 256 and a tail
     (2, 12, 17, 19, 20, (1, 1), 2, 0, 1, 1),       # strided 1x1 on NCHW: a subsampled copy, 9x10 pixels
     (3, 24, 18, 20, 24, (3, 3), 1, 1, 1, 24),      # depthwise on NCHW planes: vectors along the rows
