@@ -47,8 +47,11 @@ def test_kernel_path_is_the_kernels_own_choice():
                                                    [1, 1], [0, 0], [1, 1], 1)  # under one 64-pixel tile
     assert seven_by_seven == "direct AVX-512"
     channels_last = torch.empty(2, 32, 16, 16).contiguous(memory_format=torch.channels_last)
-    assert torch.ops.cnnext._kernel_path("conv2d", channels_last, torch.empty(8, 32, 1, 1), [1, 1], [0, 0], [1, 1],
+    assert torch.ops.cnnext._kernel_path("conv2d", channels_last, torch.empty(16, 32, 1, 1), [1, 1], [0, 0], [1, 1],
                                          1) == "direct AVX-512"
+    narrow_1x1 = torch.ops.cnnext._kernel_path("conv2d", channels_last, torch.empty(8, 32, 1, 1), [1, 1], [0, 0],
+                                               [1, 1], 1)  # planes gathered from channels-last memory: slower
+    assert narrow_1x1 == "direct AVX-512"
     x, w = torch.empty(1, 32, 16, 16), torch.empty(32, 32, 3, 3)
     dilated = torch.ops.cnnext._kernel_path("conv2d", x, w, [1, 1], [2, 2], [2, 2], 1)
     assert dilated == "direct AVX-512: Winograd F(2x2, 3x3)"

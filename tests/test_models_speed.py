@@ -47,3 +47,17 @@ def test_models_speed_in_bfloat16(tmp_path):
     for row in results["rows"]:
         # both sides run in bfloat16: they agree to bfloat16's rounding, not float32's
         assert row["max_abs_diff"] < 0.1
+
+
+def test_models_speed_in_channels_last(tmp_path):
+    json_path = tmp_path / "models.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "models_speed.py"), "--quick", "--threads", "1",
+                           "--group", "lab", "--memory-format", "channels_last", "--json", str(json_path)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert ", channels_last, " in done.stdout.splitlines()[0]
+    results = json.loads(json_path.read_text())
+    assert results["machine"]["memory_format"] == "channels_last"
+    for row in results["rows"]:
+        assert row["max_abs_diff"] < 1e-3

@@ -1,6 +1,7 @@
 """Training options of the loops: bfloat16 mixed precision (TrainConfig.precision, SpeedrunConfig.precision,
 run.py --precision: the convolutions of a training step run in bfloat16, weights and optimiser state stay
-float32, evaluation runs in float32) and batch mixing (data.augment.BatchMix, run.py --mix: mixup and CutMix)."""
+float32, evaluation runs in float32), channels-last memory (TrainConfig.memory_format, run.py --memory-format)
+and batch mixing (data.augment.BatchMix, run.py --mix: mixup and CutMix)."""
 from types import SimpleNamespace
 
 import pytest
@@ -74,6 +75,41 @@ def test_precision_option_takes_only_known_values(tmp_path, capsys):
     with pytest.raises(SystemExit):
         quick("mlp", tmp_path, "--precision", "float16")
     assert "--precision: invalid choice: 'float16'" in capsys.readouterr().err
+
+
+def test_channels_last_training_computes_what_contiguous_training_does(tmp_path):
+    """Weights and batches in channels-last memory reach the convolutions as such (in training and evaluation),
+    and the run learns what the NCHW run learns: the same losses within float32 rounding of the kernels' sums."""
+    histories, formats = {}, {True: set(), False: set()}
+    for memory_format in ("contiguous", "channels_last"):
+        torch.manual_seed(0)
+        model = conv_net()
+        if memory_format == "channels_last":
+            model[0].register_forward_hook(lambda module, inputs, output: formats[module.training].add(
+                inputs[0].is_contiguous(memory_format=torch.channels_last)
+                and module.weight.is_contiguous(memory_format=torch.channels_last)))
+        config = TrainConfig(epochs=3, batch_size=8, lr=0.05, memory_format=memory_format, resume=False,
+                             progress=False)
+        histories[memory_format] = fit(model, tiny_classification(), config, tmp_path / memory_format)["history"]
+    assert formats == {True: {True}, False: {True}}
+    for nchw, nhwc in zip(histories["contiguous"], histories["channels_last"]):
+        assert nhwc["train_loss"] == pytest.approx(nchw["train_loss"], rel=1e-4)
+        assert nhwc["test_loss"] == pytest.approx(nchw["test_loss"], rel=1e-4)
+
+
+def test_unknown_memory_format_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"TrainConfig.memory_format must be one of .*'nhwc'"):
+        fit(conv_net(), tiny_classification(), TrainConfig(memory_format="nhwc"), tmp_path)
+    with pytest.raises(SystemExit):
+        quick("mlp", tmp_path, "--memory-format", "nhwc")
+    assert "--memory-format: invalid choice: 'nhwc'" in capsys.readouterr().err
+
+
+def test_memory_format_option_is_recorded_in_the_report(tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNEXT_DATA", raising=False)
+    metrics = quick("conv", tmp_path, "--memory-format", "channels_last")
+    assert metrics["settings"]["memory_format"] == "channels_last"
+    assert "channels-last memory" in (tmp_path / "report.md").read_text()
 
 
 def test_mixup_blends_each_image_with_its_partner_by_the_share():

@@ -846,7 +846,7 @@ ForwardAlgorithm forward_algorithm(const at::Tensor& input, const Shape& s, cons
   if (pointwise_forward_applies(input, s, p, format)) return ForwardAlgorithm::pointwise;
   if (depthwise_forward_applies(input, s, p, format)) return ForwardAlgorithm::depthwise;
   if (winograd_applies(s, p)) return ForwardAlgorithm::winograd;
-  return narrow_forward_applies(s, p) ? ForwardAlgorithm::narrow : ForwardAlgorithm::tap_kernel;
+  return narrow_forward_applies(input, s, p) ? ForwardAlgorithm::narrow : ForwardAlgorithm::tap_kernel;
 }
 
 }  // namespace
@@ -894,7 +894,7 @@ at::Tensor direct_conv_grad_input(const at::Tensor& grad_output, const at::Tenso
     if (winograd_applies(gs, gp)) {
       return winograd_forward(grad_output, weight, WinogradWeight::flipped_transposed, nullptr, gs, gp, format);
     }
-    if (narrow_forward_applies(gs, gp)) {
+    if (narrow_forward_applies(grad_output, gs, gp)) {
       return narrow_forward(grad_output, flipped_transposed(weight), nullptr, gs, gp, format);
     }
   }

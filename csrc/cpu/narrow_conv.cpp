@@ -43,8 +43,12 @@ Scratch<float> padded_planes(const at::Tensor& t, const Padding& pad, int64_t sl
 
 }  // namespace
 
-bool narrow_forward_applies(const Shape& s, const Params& p) {
-  return p.groups == 1 && s.k <= kMaxNarrowChannels && p.stride[W] == 1 && s.out[W] >= kLanes / 2;
+// A 1x1 layer of many channels in channels-last memory stays on the tap kernel: gathering its planes from that
+// memory cost more than the kernel's idle lanes (16 x 32 x 32 x 32 -> 4: 0.18 ms against 0.10).
+bool narrow_forward_applies(const at::Tensor& input, const Shape& s, const Params& p) {
+  const bool gathered_pointwise = !input.is_contiguous() && s.kernel_taps() == 1 && s.c > kLanes;
+  return p.groups == 1 && s.k <= kMaxNarrowChannels && p.stride[W] == 1 && s.out[W] >= kLanes / 2 &&
+         !gathered_pointwise;
 }
 
 // out = conv(input, weight) + bias (bias may be null) in `format`, input and weight float32.

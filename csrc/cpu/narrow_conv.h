@@ -12,7 +12,7 @@
 
 namespace cnnext::cpu {
 
-bool narrow_forward_applies(const Conv3dShape& s, const Conv3dParams& p);
+bool narrow_forward_applies(const at::Tensor& input, const Conv3dShape& s, const Conv3dParams& p);
 // out = conv(input, weight) + bias (bias may be null) in `format`; input and weight float32, [N, C, (D,) H, W].
 at::Tensor narrow_forward(const at::Tensor& input, const at::Tensor& weight, const float* bias, const Conv3dShape& s,
                           const Conv3dParams& p, at::MemoryFormat format);
