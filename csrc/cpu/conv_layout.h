@@ -69,10 +69,19 @@ struct ChannelsLastMemory {
   T* data;
 };
 
+// t's own memory, from its `offset`-th value on.
 template <typename T>
-ChannelsLastMemory<T> memory_of(const at::Tensor& t) {
-  return {t, Scratch<T>(0), data<T>(t)};
+ChannelsLastMemory<T> memory_of(const at::Tensor& t, int64_t offset = 0) {
+  return {t, Scratch<T>(0), data<T>(t) + offset};
 }
+
+// Images [first, first + count) of a batch tensor: the part of it one step of images reads or writes. Passed
+// beside the whole tensor instead of a view of it: at::Tensor::narrow costs about 0.5 us, and a batch of 32 took
+// 32 steps of two views each per call.
+struct Images {
+  int64_t first, count;
+  static Images all(const at::Tensor& t) { return {0, t.size(0)}; }
+};
 
 template <typename T>
 ChannelsLastMemory<T> scratch_memory(int64_t n) {
@@ -141,30 +150,33 @@ inline Padding symmetric_padding(const std::array<int64_t, 3>& pad, const std::a
   return out;
 }
 
-// t [N, C, (D,) H, W] (any strides) -> [N, (D + pad,) H + pad, W + pad, channels] with zeros around (and in the
-// channels past C), row by row in plain loops: on small layers the per-call cost of the ATen ops (narrow + zero_
-// per border, a strided copy_) was more than the convolution. NCHW rows (unit stride along W) are transposed 8x8
-// in registers, 10x faster than ATen's strided copy for this permutation. A t that already is that memory
-// (channels-last, no padding) is used as it is.
+// Images `images` of t [N, C, (D,) H, W] (any strides) -> [count, (D + pad,) H + pad, W + pad, channels] with
+// zeros around (and in the channels past C), row by row in plain loops: on small layers the per-call cost of the
+// ATen ops (narrow + zero_ per border, a strided copy_) was more than the convolution. NCHW rows (unit stride
+// along W) are transposed 8x8 in registers, 10x faster than ATen's strided copy for this permutation. A t that
+// already is that memory (channels-last, no padding) is used as it is.
 template <typename T>
-ChannelsLastMemory<T> padded_channels_last(const at::Tensor& t, const Padding& pad, bool parallel = true,
-                                           int64_t channels = 0) {
+ChannelsLastMemory<T> padded_channels_last(const at::Tensor& t, Images images, const Padding& pad,
+                                           bool parallel = true, int64_t channels = 0) {
   const bool volume = t.dim() == 5;
-  const int64_t n = t.size(0), c = t.size(1), d = volume ? t.size(2) : 1, h = t.size(-2), w = t.size(-1);
+  const int64_t n = images.count, c = t.size(1), d = volume ? t.size(2) : 1, h = t.size(-2), w = t.size(-1);
   channels = std::max(channels, c);
   const int64_t sn = t.stride(0), sc = t.stride(1), sd = volume ? t.stride(2) : 0, sh = t.stride(-2),
                 sw = t.stride(-1);
   const bool channels_inner = sc == 1 || c == 1;
-  if (!channels_inner && sw != 1 && w != 1) return padded_channels_last<T>(t.contiguous(), pad, parallel, channels);
+  if (!channels_inner && sw != 1 && w != 1) {  // e.g. a strided 1x1 layer's subsampled input: copy these images
+    const auto copy = t.narrow(0, images.first, images.count).contiguous();
+    return padded_channels_last<T>(copy, Images::all(copy), pad, parallel, channels);
+  }
   bool unpadded = channels == c;
   for (int a = 0; a < 3; ++a) unpadded = unpadded && pad.before[a] == 0 && pad.after[a] == 0;
   const bool dense = channels_inner && (w == 1 || sw == c) && (h == 1 || sh == w * c) &&
                      (d == 1 || sd == h * w * c) && (n == 1 || sn == d * h * w * c);
-  if (unpadded && dense) return memory_of<T>(t);
+  if (unpadded && dense) return memory_of<T>(t, images.first * sn);
   const int64_t dp = pad.before[D] + d + pad.after[D], hp = pad.before[H] + h + pad.after[H],
                 wp = pad.before[W] + w + pad.after[W];
   auto out = scratch_memory<T>(n * dp * hp * wp * channels);
-  const T* src = data<T>(t);
+  const T* src = data<T>(t) + images.first * sn;
   T* dst = out.data;
   for_range(parallel, n * dp * hp, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
@@ -180,30 +192,28 @@ ChannelsLastMemory<T> padded_channels_last(const at::Tensor& t, const Padding& p
   return out;
 }
 
-// Images [first, first + count) of t, without a slice op when that is all of them.
-inline at::Tensor images(const at::Tensor& t, int64_t first, int64_t count) {
-  return first == 0 && count == t.size(0) ? t : t.narrow(0, first, count);
-}
-
-// The channels-last memory of a result that goes to dst [N, C, (D,) H, W]: dst's own when dst is channels-last,
-// else scratch memory for store_channels_last to transpose from.
+// The channels-last memory of images `images` of a result that goes to dst [N, C, (D,) H, W]: dst's own when dst
+// is channels-last, else scratch memory for store_channels_last to transpose from.
 template <typename T>
-ChannelsLastMemory<T> channels_last_memory_for(const at::Tensor& dst) {
+ChannelsLastMemory<T> channels_last_memory_for(const at::Tensor& dst, Images images) {
   const auto format = dst.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
-  return dst.is_contiguous(format) ? memory_of<T>(dst) : scratch_memory<T>(dst.numel());
+  const int64_t image_size = dst.numel() / std::max<int64_t>(dst.size(0), 1);
+  return dst.is_contiguous(format) ? memory_of<T>(dst, images.first * image_size)
+                                   : scratch_memory<T>(images.count * image_size);
 }
 
-// dst [N, C, (D,) H, W] = cl [N, (D,) H, W, C], unless cl already is dst's memory (channels_last_memory_for).
+// Images `images` of dst [N, C, (D,) H, W] = cl [count, (D,) H, W, C], unless cl already is dst's memory
+// (channels_last_memory_for).
 template <typename T>
-void store_channels_last(const ChannelsLastMemory<T>& cl, at::Tensor& dst, bool parallel) {
-  if (cl.data == dst.data_ptr()) return;
+void store_channels_last(const ChannelsLastMemory<T>& cl, at::Tensor& dst, Images images, bool parallel) {
+  const int64_t c = dst.size(1), pixels = dst.numel() / (std::max<int64_t>(dst.size(0), 1) * c);
+  T* out = data<T>(dst) + images.first * c * pixels;
+  if (cl.data == out) return;
   TORCH_INTERNAL_ASSERT(dst.is_contiguous());
-  const int64_t n = dst.size(0), c = dst.size(1), pixels = dst.numel() / (n * c);
   const T* src = cl.data;
-  T* out = data<T>(dst);
   constexpr int64_t kPixelBlock = 256;
   const int64_t blocks = ceil_div(pixels, kPixelBlock);
-  for_range(parallel, n * blocks, [&](int64_t begin, int64_t end) {
+  for_range(parallel, images.count * blocks, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t img = task / blocks, p0 = task % blocks * kPixelBlock;
       kernels::transpose_avx512(src + (img * pixels + p0) * c, c, out + img * c * pixels + p0, pixels,

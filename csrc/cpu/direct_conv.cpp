@@ -466,9 +466,9 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
 
   const int64_t step = images_per_step(s.out_pixels(), s.in_pixels() * s.c * int64_t(sizeof(T)), {{rows, cuts[W]}});
   over_image_steps(s.n, step, [&](int64_t first, int64_t count, bool parallel) {
-    const auto x_pad = padded_channels_last<T>(images(input, first, count), pad, parallel, channels);
-    auto out_step = images(out, first, count);
-    const auto out_cl = channels_last_memory_for<T>(out_step);
+    const Images images{first, count};
+    const auto x_pad = padded_channels_last<T>(input, images, pad, parallel, channels);
+    const auto out_cl = channels_last_memory_for<T>(out, images);
     TapProblem<T> pr;
     pr.a = x_pad.data;
     pr.c = out_cl.data;
@@ -482,7 +482,7 @@ at::Tensor forward(const at::Tensor& full_input, const at::Tensor& full_weight, 
     pr.b_block = s.kernel_taps() * cg * kBlockLanes;
     pr.depthwise = gr.depthwise;
     run_regions(std::move(pr), count, rows, cuts[W], parallel, tap, corner, output);
-    store_channels_last<T>(out_cl, out_step, parallel);
+    store_channels_last<T>(out_cl, out, images, parallel);
   });
   return out;
 }
@@ -550,9 +550,9 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
 
   const int64_t step = images_per_step(s.in_pixels(), s.out_pixels() * s.k * int64_t(sizeof(T)), regions);
   over_image_steps(s.n, step, [&](int64_t first, int64_t count, bool parallel) {
-    const auto go_pad = padded_channels_last<T>(images(grad_output, first, count), pad, parallel, channels);
-    auto dx_step = images(dx, first, count);
-    const auto dx_cl = channels_last_memory_for<T>(dx_step);
+    const Images images{first, count};
+    const auto go_pad = padded_channels_last<T>(grad_output, images, pad, parallel, channels);
+    const auto dx_cl = channels_last_memory_for<T>(dx, images);
     TapProblem<T> pr;
     pr.a = go_pad.data;
     pr.c = dx_cl.data;
@@ -585,7 +585,7 @@ at::Tensor grad_input(const at::Tensor& grad_output, const at::Tensor& full_weig
       };
       run_regions(pr, count, ph.rows, ph.cuts[W], parallel, tap, corner, output);
     }
-    store_channels_last<T>(dx_cl, dx_step, parallel);
+    store_channels_last<T>(dx_cl, dx, images, parallel);
   });
   return dx;
 }
@@ -604,19 +604,19 @@ template <typename E>
 constexpr int64_t kPixelsPerElement = std::is_same_v<E, float> ? 1 : 2;
 
 template <typename E>
-PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, const Shape& step, const Params& p,
-                        bool parallel) {
+PixelStep<E> pixel_step(const at::Tensor& input, const at::Tensor& grad_output, Images images, const Shape& step,
+                        const Params& p, bool parallel) {
   const auto pad = symmetric_padding(p.pad, {true, true, true});
   const auto padded = padded_sizes(step.in, pad);
   auto pix_off = window_offsets(step, p, padded, kPixelsPerElement<E>);
   if constexpr (std::is_same_v<E, float>) {
-    return {padded_channels_last<float>(input, pad, parallel), padded_channels_last<float>(grad_output, {}, parallel),
-            std::move(pix_off)};
+    return {padded_channels_last<float>(input, images, pad, parallel),
+            padded_channels_last<float>(grad_output, images, {}, parallel), std::move(pix_off)};
   } else {
     auto pad_pairs = pad;
     pad_pairs.after[W] += p.stride[W];
-    const auto x = padded_channels_last<bf16>(input, pad_pairs, parallel);
-    const auto go = padded_channels_last<bf16>(grad_output, {}, parallel);
+    const auto x = padded_channels_last<bf16>(input, images, pad_pairs, parallel);
+    const auto go = padded_channels_last<bf16>(grad_output, images, {}, parallel);
     const int64_t c = step.c, k = step.k, wp = padded[W], wo = step.out[W], pairs = ceil_div(wo, 2);
     const int64_t x_rows = step.n * padded[D] * padded[H], g_rows = step.n * step.out[D] * step.out[H];
     auto x_pairs = scratch_memory<uint32_t>(x_rows * wp * c);
@@ -767,7 +767,7 @@ at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& full_inp
         Shape step = s;
         step.n = count;
         const auto chunk_step =
-            pixel_step<E>(images(input, first, count), images(grad_output, first, count), step, p, split_rows);
+            pixel_step<E>(input, grad_output, Images{first, count}, step, p, split_rows);
         if constexpr (std::is_same_v<E, float>) {
           if (by_regions) {
             sum_pixels_by_regions(chunk_step, count, s, cut_rows, cut_w, row_off, gr, g_rows.get(), dw, split_rows);

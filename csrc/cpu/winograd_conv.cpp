@@ -149,9 +149,9 @@ at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, W
   const auto u = winograd_weight(weight, c, k, use);
   auto out = at::empty(sizes_of(s.n, k, s.out, input.dim() - 2), input.options().memory_format(format));
   over_image_steps(s.n, tiles.images_per_step(), [&](int64_t first, int64_t count, bool parallel) {
-    const auto x = padded_channels_last<float>(images(input, first, count), tiles.pad, parallel);
-    auto out_step = images(out, first, count);
-    const auto y = channels_last_memory_for<float>(out_step);
+    const Images images{first, count};
+    const auto x = padded_channels_last<float>(input, images, tiles.pad, parallel);
+    const auto y = channels_last_memory_for<float>(out, images);
     const int64_t step_tiles = count * tiles.per_image, chunks = ceil_div(step_tiles, kWinogradChunkTiles);
     for_range(parallel, chunks, [&](int64_t first_chunk, int64_t last_chunk) {
       Scratch<float> v(16 * kWinogradChunkTiles * rows), m(16 * kWinogradChunkTiles * blocks * kBlockLanes);
@@ -194,7 +194,7 @@ at::Tensor winograd_forward(const at::Tensor& input, const at::Tensor& weight, W
         }
       }
     });
-    store_channels_last<float>(y, out_step, parallel);
+    store_channels_last<float>(y, out, images, parallel);
   });
   return out;
 }
@@ -234,8 +234,9 @@ at::Tensor winograd_grad_weight(const at::Tensor& grad_output, const at::Tensor&
       bool accumulate = false;
       for (int64_t first = slice * s.n / slices; first < (slice + 1) * s.n / slices; first += images_per_step) {
         const int64_t count = std::min(images_per_step, (slice + 1) * s.n / slices - first);
-        const auto x = padded_channels_last<float>(images(input, first, count), tiles.pad, false);
-        const auto g = padded_channels_last<float>(images(grad_output, first, count), go_pad, false);
+        const Images images{first, count};
+        const auto x = padded_channels_last<float>(input, images, tiles.pad, false);
+        const auto g = padded_channels_last<float>(grad_output, images, go_pad, false);
         const int64_t step_tiles = count * tiles.per_image;
         for (int64_t tile0 = 0; tile0 < step_tiles; tile0 += kWinogradChunkTiles) {
           const int64_t chunk_tiles = std::min(kWinogradChunkTiles, step_tiles - tile0);
