@@ -6,7 +6,12 @@
 Each model is built once with torch.nn layers and once more as a deep copy passed through `cnnext.convert`
 (the same weights). Per model and pass it times the two alternately, repeat by repeat, after warm-up, and
 reports the median milliseconds and ratio = PyTorch time / cnnext time (above 1: cnnext is faster), and
-the largest difference between the two models' outputs on the batch (eval mode).
+the largest difference between the two models' outputs on the batch (eval mode). With --in-a-row N the sides
+take turns in runs of N consecutive calls instead, as the steps of an epoch follow one another: on this
+machine a step's time depends on what the previous one left (glibc's free memory, page faults), and PyTorch's
+training steps in a row were up to 1.3x slower than between cnnext's. With --separate-processes each such run is
+a fresh process of its own, as `experiments/run.py --backend torch|cnnext` trains one backend per process (the
+sides still take turns, --repeats times).
   - inference: model.eval(), forward under torch.no_grad();
   - train step: model.train(), zero_grad, forward, loss, backward, optimizer step (the lab's optimizers:
     SGD with momentum 0.9 and weight decay 5e-4, Adam for AOD-Net; the same for torchvision's models).
@@ -21,6 +26,9 @@ with a message.
 """
 import argparse
 import copy
+import json
+import statistics
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +40,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cnnext  # noqa: E402
 from cnnext.models import build_model  # noqa: E402
-from cnnext.timing import time_interleaved  # noqa: E402
+from cnnext.timing import Timer, time_in_runs, time_interleaved  # noqa: E402
 from cnnext.train import MEMORY_FORMATS, PRECISIONS, autocast, in_memory_format  # noqa: E402
 from conv_speed import geometric_mean, machine_info, plot_ratio_bars, save_results  # noqa: E402
 
@@ -119,19 +127,58 @@ def pass_call(case, model, pass_name, x, target, precision="float32"):
     return infer if pass_name == "inference" else train_step
 
 
+def built(case, args, side):
+    """The case's model for `side` ('torch' or 'cnnext': converted), its batch and target, in args.memory_format."""
+    model = case.build()
+    if side == "cnnext":
+        model = cnnext.convert(model)
+    model = model.to(memory_format=MEMORY_FORMATS[args.memory_format])
+    x, target = make_batch(case, model)
+    return model, in_memory_format(x, args.memory_format), in_memory_format(target, args.memory_format)
+
+
+def timed_in_own_process(case, side, pass_name, args):
+    """The times of one run of args.in_a_row calls of one side, alone in a fresh Python process (as a training
+    run of one backend is: nothing the other side allocated or cached is there)."""
+    command = [sys.executable, __file__, "--run-alone", case.name, side, pass_name, "--threads", str(args.threads),
+               "--precision", args.precision, "--memory-format", args.memory_format, "--warmup", str(args.warmup),
+               "--in-a-row", str(args.in_a_row)] + (["--quick"] if args.quick else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"models_speed: timing {case.name} ({side}, {pass_name}) in its own process failed:\n"
+                           f"{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_alone(case, side, pass_name, args):
+    """--run-alone: prints the milliseconds of args.in_a_row calls after args.warmup untimed ones, as JSON."""
+    model, x, target = built(case, args, side)
+    call = pass_call(case, model, pass_name, x, target, args.precision)
+    for _ in range(args.warmup):
+        call()
+    timer = Timer()
+    print(json.dumps([timer(call) for _ in range(args.in_a_row)]))
+
+
 def bench_case(case, args):
-    memory_format = MEMORY_FORMATS[args.memory_format]
-    reference = case.build().to(memory_format=memory_format)
-    converted = cnnext.convert(copy.deepcopy(reference)).to(memory_format=memory_format)
-    x, target = make_batch(case, reference)
-    x, target = in_memory_format(x, args.memory_format), in_memory_format(target, args.memory_format)
+    reference, x, target = built(case, args, "torch")
+    converted = cnnext.convert(copy.deepcopy(reference)).to(memory_format=MEMORY_FORMATS[args.memory_format])
     with torch.no_grad(), autocast(args.precision):  # the two must compute the same thing: the rows say how close
         difference = (converted.eval()(x).float() - reference.eval()(x).float()).abs().max().item()
     rows = []
     for pass_name in PASSES:
         calls = {"torch": pass_call(case, reference, pass_name, x, target, args.precision),
                  "cnnext": pass_call(case, converted, pass_name, x, target, args.precision)}
-        ms = time_interleaved(calls, warmup=args.warmup, repeats=args.repeats)
+        if args.separate_processes:
+            samples = {side: [] for side in calls}
+            for _ in range(args.repeats):
+                for side in calls:
+                    samples[side] += timed_in_own_process(case, side, pass_name, args)
+            ms = {side: statistics.median(values) for side, values in samples.items()}
+        elif args.in_a_row > 1:
+            ms = time_in_runs(calls, warmup=args.warmup, run_length=args.in_a_row, rounds=args.repeats)
+        else:
+            ms = time_interleaved(calls, warmup=args.warmup, repeats=args.repeats)
         rows.append({"model": case.name, "group": case.group, "pass": pass_name, "batch": case.batch,
                      "image_size": case.image_size, "torch_ms": ms["torch"], "cnnext_ms": ms["cnnext"],
                      "ratio": ms["torch"] / ms["cnnext"], "max_abs_diff": difference})
@@ -167,7 +214,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="two tiny lab models and one small torchvision model")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per pass (default 7, quick 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per pass (default 7, quick 1); "
+                        "with --in-a-row, rounds of runs")
+    parser.add_argument("--in-a-row", type=int, default=1, metavar="N",
+                        help="time N consecutive calls of one side, then N of the other, in turn (as an epoch's steps "
+                             "follow one another; --warmup untimed calls start each run); default 1: one call of "
+                             "each side in turn")
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 2, quick 1)")
     parser.add_argument("--only", action="append", default=None, help="only models whose name contains this text")
     parser.add_argument("--group", choices=("lab", "torchvision"), default=None, help="only this group of models")
@@ -175,6 +227,10 @@ def main(argv=None):
                         help="float32, or bfloat16 mixed precision (torch.autocast) on both sides")
     parser.add_argument("--memory-format", choices=list(MEMORY_FORMATS), default="contiguous",
                         help="NCHW (contiguous) or NHWC (channels_last) models and batches on both sides")
+    parser.add_argument("--separate-processes", action="store_true",
+                        help="run every run of --in-a-row calls in a fresh process of its own, the sides in turn (as "
+                             "`experiments/run.py --backend torch|cnnext` trains: one backend per process)")
+    parser.add_argument("--run-alone", nargs=3, metavar=("MODEL", "SIDE", "PASS"), help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None, help="write results (with machine info) here")
     parser.add_argument("--plot", type=Path, default=None, help="write a bar chart of the ratios here")
     args = parser.parse_args(argv)
@@ -184,6 +240,9 @@ def main(argv=None):
     cases = ((lab_cases(args.quick) if args.group != "torchvision" else [])
              + (torchvision_cases(args.quick) if args.group != "lab" else []))
     cases = [c for c in cases if args.only is None or any(text in c.name for text in args.only)]
+    if args.run_alone:
+        name, side, pass_name = args.run_alone
+        return run_alone(next(c for c in cases if c.name == name), side, pass_name, args)
     info = machine_info("cpu")
     info["memory_format"] = args.memory_format
     print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, {args.precision}, {args.memory_format}, "

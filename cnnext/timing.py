@@ -1,4 +1,5 @@
-"""Wall-clock timing of alternatives, fair under load: each repeat runs every call once, in turn."""
+"""Wall-clock timing of alternatives, fair under load: each repeat runs every call once, in turn (or a run of
+consecutive calls of each, in turn, where what a call leaves behind for the next one matters)."""
 import statistics
 import time
 
@@ -38,4 +39,19 @@ def time_interleaved(calls, timer=None, warmup=1, repeats=5):
     for _ in range(repeats):
         for label, run in calls.items():
             samples[label].append(timer(run))
+    return {label: statistics.median(values) for label, values in samples.items()}
+
+
+def time_in_runs(calls, timer=None, warmup=1, run_length=10, rounds=3):
+    """{label: median ms} for `calls`, each timed in runs of `run_length` consecutive calls (as the steps of an
+    epoch follow one another: the caches, the allocator's free memory and the page tables a call finds are the ones
+    its own previous call left), after `warmup` untimed calls at the start of each run; the runs of the calls take
+    turns, `rounds` times, so noise from other processes hits all of them alike."""
+    timer = timer or Timer()
+    samples = {label: [] for label in calls}
+    for _ in range(rounds):
+        for label, run in calls.items():
+            for _ in range(warmup):
+                run()
+            samples[label].extend(timer(run) for _ in range(run_length))
     return {label: statistics.median(values) for label, values in samples.items()}

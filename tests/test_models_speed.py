@@ -61,3 +61,29 @@ def test_models_speed_in_channels_last(tmp_path):
     assert results["machine"]["memory_format"] == "channels_last"
     for row in results["rows"]:
         assert row["max_abs_diff"] < 1e-3
+
+
+def test_models_speed_in_runs_and_in_separate_processes(tmp_path):
+    """--in-a-row times runs of consecutive steps per side; --separate-processes runs each in a fresh process."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for extra in (["--in-a-row", "3"], ["--in-a-row", "2", "--separate-processes"]):
+        json_path = tmp_path / "models.json"
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "models_speed.py"), "--quick", "--threads",
+                               "1", "--group", "lab", "--only", "cnn", "--repeats", "2", *extra, "--json",
+                               str(json_path)], capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr
+        rows = json.loads(json_path.read_text())["rows"]
+        assert [(row["model"], row["pass"]) for row in rows] == [("cnn", "inference"), ("cnn", "train step")]
+        assert all(row["torch_ms"] > 0 and row["cnnext_ms"] > 0 for row in rows)
+
+
+def test_time_in_runs_times_every_call_of_every_run():
+    from cnnext.timing import time_in_runs
+    counts = {"a": 0, "b": 0}
+
+    def counting(label):
+        def call():
+            counts[label] += 1
+        return call
+    ms = time_in_runs({"a": counting("a"), "b": counting("b")}, warmup=2, run_length=4, rounds=3)
+    assert counts == {"a": 18, "b": 18} and set(ms) == {"a", "b"}
