@@ -76,14 +76,3 @@ def test_models_speed_in_runs_and_in_separate_processes(tmp_path):
         assert [(row["model"], row["pass"]) for row in rows] == [("cnn", "inference"), ("cnn", "train step")]
         assert all(row["torch_ms"] > 0 and row["cnnext_ms"] > 0 for row in rows)
 
-
-def test_time_in_runs_times_every_call_of_every_run():
-    from cnnext.timing import time_in_runs
-    counts = {"a": 0, "b": 0}
-
-    def counting(label):
-        def call():
-            counts[label] += 1
-        return call
-    ms = time_in_runs({"a": counting("a"), "b": counting("b")}, warmup=2, run_length=4, rounds=3)
-    assert counts == {"a": 18, "b": 18} and set(ms) == {"a", "b"}
