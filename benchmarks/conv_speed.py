@@ -286,6 +286,15 @@ def pass_flops(shape, backward):
     return None if flops is None else flops * (3 if backward else 1)
 
 
+def in_memory_format(t, memory_format):
+    """t in channels-last memory (channels_last_3d for 5-D) when memory_format asks for it and t is 4-D or 5-D,
+    keeping requires_grad; else t as it is."""
+    if memory_format == "contiguous" or t.dim() not in (4, 5):
+        return t
+    layout = torch.channels_last if t.dim() == 4 else torch.channels_last_3d
+    return t.detach().contiguous(memory_format=layout).requires_grad_(t.requires_grad)
+
+
 def bench_shape(shape, args, timer, with_cnnext):
     """Rows of results for one shape: native (+ TF32 on cuda for convs), cnnext, and for conv2d naive on
     the reduced shape."""
@@ -295,6 +304,8 @@ def bench_shape(shape, args, timer, with_cnnext):
     for backward in (False, True):
         pass_name = "fwd+bwd" if backward else "fwd"
         inputs, grad_out = shape.make_inputs(args.device, dtype)
+        inputs = tuple(in_memory_format(t, args.memory_format) for t in inputs)
+        grad_out = in_memory_format(grad_out, args.memory_format)
         native_call = pass_call(shape, native, inputs, grad_out, backward)
         calls = {"native": with_tf32(native_call, False)}
         if args.device == "cuda" and shape.tf32_applies:
@@ -370,7 +381,9 @@ def machine_info(device):
     info = {"hostname": platform.node(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "device": device, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "load_average_start": os.getloadavg()}
+            "load_average_start": os.getloadavg(),
+            # glibc's malloc settings change PyTorch's and cnnext's times alike (page faults): recorded when set
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
@@ -432,6 +445,9 @@ def parse_args(argv=None):
     parser.add_argument("--family", action="append", default=None,
                         choices=("resnet18", "alexnet", "hdc", "misc", "conv1d", "conv3d", "pool"),
                         help="only this family of layers (repeat for several)")
+    parser.add_argument("--memory-format", choices=("contiguous", "channels_last"), default="contiguous",
+                        help="the layout of inputs, weights and gradients: NCHW, or channels-last (NHWC / NDHWC), "
+                             "which both sides' kernels read without converting")
     parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive loops")
     parser.add_argument("--json", type=Path, default=None, help="write results (with machine info) here")
     parser.add_argument("--plot", type=Path, default=None, help="write a bar chart of the ratios here")
@@ -457,7 +473,9 @@ def main(argv=None):
         sys.exit("conv_speed: --cpu-time times CPU kernels; it cannot time --device cuda")
     timer = Timer(args.device, args.cpu_time)
     info = machine_info(args.device)
-    print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, {args.dtype}, device {args.device}"
+    info["memory_format"] = args.memory_format
+    print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} threads, {args.dtype}, {args.memory_format}, "
+          f"device {args.device}"
           + (", CPU time" if args.cpu_time else "")
           + (f" ({info['gpu']})" if args.device == "cuda" else "") + f", {info['date']}")
     rows = []

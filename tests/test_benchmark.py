@@ -64,3 +64,14 @@ def test_conv_speed_bfloat16_cpu_time(tmp_path):
     rows = results["rows"]
     assert {row["impl"] for row in rows} == {"native", "cnnext"}
     assert all(row["ms"] > 0 and row["ratio"] > 0 for row in rows)
+
+
+def test_conv_speed_in_channels_last(tmp_path):
+    json_path = tmp_path / "results.json"
+    done = run_conv_speed("--family", "resnet18", "--family", "conv3d", "--family", "pool", "--memory-format",
+                          "channels_last", "--no-naive", "--json", json_path)
+    assert ", channels_last, " in done.stdout.splitlines()[0]
+    results = json.loads(json_path.read_text())
+    assert results["machine"]["memory_format"] == "channels_last"
+    assert {row["family"] for row in results["rows"]} == {"resnet18", "conv3d", "pool"}
+    assert all(row["ms"] > 0 for row in results["rows"])
