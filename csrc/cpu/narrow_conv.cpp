@@ -34,7 +34,11 @@ Scratch<float> padded_planes(const at::Tensor& t, const Padding& pad, int64_t sl
       std::fill(to, to + padded[W], 0.0f);
       if (z < 0 || z >= d || y < 0 || y >= h) continue;
       const float* from = src + plane / c * sn + plane % c * sc + z * sd + y * sh;
-      for (int64_t x = 0; x < w; ++x) to[pad.before[W] + x] = from[x * sw];
+      if (sw == 1) {
+        std::copy_n(from, w, to + pad.before[W]);
+      } else {
+        for (int64_t x = 0; x < w; ++x) to[pad.before[W] + x] = from[x * sw];
+      }
     }
   });
   std::fill(dst + rows * padded[W], dst + rows * padded[W] + slack, 0.0f);
