@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,45 +36,35 @@ def test_models_speed_quick(tmp_path):
     assert plot_path.stat().st_size > 0
 
 
-def test_models_speed_in_bfloat16(tmp_path):
-    json_path = tmp_path / "models.json"
+def run_models_speed(json_path, *options):
+    """models_speed.py --quick --threads 1 --group lab with `options`, writing json_path; the finished process."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "models_speed.py"), "--quick", "--threads", "1",
-                           "--group", "lab", "--precision", "bfloat16", "--json", str(json_path)],
+                           "--group", "lab", *options, "--json", str(json_path)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
-    assert ", bfloat16, " in done.stdout.splitlines()[0]
-    results = json.loads(json_path.read_text())
-    assert results["args"]["precision"] == "bfloat16"
-    for row in results["rows"]:
-        # both sides run in bfloat16: they agree to bfloat16's rounding, not float32's
-        assert row["max_abs_diff"] < 0.1
+    return done
 
 
-def test_models_speed_in_channels_last(tmp_path):
+# bfloat16 on both sides agrees to bfloat16's rounding, not float32's; channels-last to float32's
+@pytest.mark.parametrize("option, value, recorded_in, tolerance", [
+    ("--precision", "bfloat16", ("args", "precision"), 0.1),
+    ("--memory-format", "channels_last", ("machine", "memory_format"), 1e-3)])
+def test_models_speed_options(tmp_path, option, value, recorded_in, tolerance):
     json_path = tmp_path / "models.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "models_speed.py"), "--quick", "--threads", "1",
-                           "--group", "lab", "--memory-format", "channels_last", "--json", str(json_path)],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr
-    assert ", channels_last, " in done.stdout.splitlines()[0]
+    done = run_models_speed(json_path, option, value)
+    assert f", {value}, " in done.stdout.splitlines()[0]
     results = json.loads(json_path.read_text())
-    assert results["machine"]["memory_format"] == "channels_last"
-    for row in results["rows"]:
-        assert row["max_abs_diff"] < 1e-3
+    section, key = recorded_in
+    assert results[section][key] == value
+    assert all(row["max_abs_diff"] < tolerance for row in results["rows"])
 
 
 def test_models_speed_in_runs_and_in_separate_processes(tmp_path):
     """--in-a-row times runs of consecutive steps per side; --separate-processes runs each in a fresh process."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     for extra in (["--in-a-row", "3"], ["--in-a-row", "2", "--separate-processes"]):
         json_path = tmp_path / "models.json"
-        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "models_speed.py"), "--quick", "--threads",
-                               "1", "--group", "lab", "--only", "cnn", "--repeats", "2", *extra, "--json",
-                               str(json_path)], capture_output=True, text=True, timeout=300, env=env)
-        assert done.returncode == 0, done.stderr
+        run_models_speed(json_path, "--only", "cnn", "--repeats", "2", *extra)
         rows = json.loads(json_path.read_text())["rows"]
         assert [(row["model"], row["pass"]) for row in rows] == [("cnn", "inference"), ("cnn", "train step")]
         assert all(row["torch_ms"] > 0 and row["cnnext_ms"] > 0 for row in rows)
-
