@@ -105,6 +105,10 @@ def test_channels_last_gives_the_bits_of_nchw(op, dtype):
             assert all(r.is_contiguous(memory_format=layout) for r in (out[0], t.grad))
         for nchw, channels_last in zip(*results):
             torch.testing.assert_close(channels_last, nchw, rtol=0, atol=0, equal_nan=True)
+        if op == "max":  # 37 NCHW channels are pooled through a channels-last copy: still PyTorch's values and indices
+            expected, expected_indices = F.max_pool2d(x, return_indices=True, **kwargs)
+            torch.testing.assert_close(results[0][0], expected, rtol=0, atol=0, equal_nan=True)
+            assert torch.equal(results[0][1], expected_indices)
 
 
 def test_channels_last_pooling_copies_nothing():

@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "conv_layout.h"
 #include "pool2d_windows.h"
 
 namespace cnnext::cpu {
@@ -209,15 +210,31 @@ at::Tensor like_input(const at::Tensor& result, const at::Tensor& input) {
   return result.to(input.scalar_type()).contiguous(input.suggest_memory_format());
 }
 
+// NCHW input of 16 channels or more is max-pooled through a channels-last copy made by register transposes: the
+// channels-last kernel's vectors along the channels beat the planes kernel's strided rows (32 x 128 x 15 x 15,
+// 3x3 stride 2: 1.5 ms on planes, 0.41 through copies). Same values and indices either way.
+bool pool_through_channels_last(const at::Tensor& x, const Pool2dShape& s) {
+  return x.scalar_type() == at::kFloat && x.is_contiguous() && s.c >= kLanes && kernels::cpu_has_avx512();
+}
+
 std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_size,
                                                       at::IntArrayRef stride, at::IntArrayRef padding,
                                                       at::IntArrayRef dilation, bool ceil_mode) {
   const auto p = Pool2dParams::from("max_pool2d", kernel_size, stride, padding, dilation, ceil_mode);
   const auto s = check_pool2d("max_pool2d", input, p);
-  const auto layout = layout_of(input);
-  const auto x = for_kernels(input, layout);
+  auto layout = layout_of(input);
+  auto x = for_kernels(input, layout);
+  const bool transposed = s.n > 0 && layout == at::MemoryFormat::Contiguous && pool_through_channels_last(x, s);
+  if (transposed) {
+    x = channels_last_copy<float>(x);
+    layout = at::MemoryFormat::ChannelsLast;
+  }
   auto out = at::empty({s.n, s.c, s.ho, s.wo}, x.options().memory_format(layout));
   auto indices = at::empty({s.n, s.c, s.ho, s.wo}, x.options().dtype(at::kLong).memory_format(layout));
+  if (transposed) {
+    max_pool2d_channels_last(x.data_ptr<float>(), out.data_ptr<float>(), indices.data_ptr<int64_t>(), s, p);
+    return {like_input(out, input), indices.contiguous()};
+  }
   if (s.n > 0) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cnnext_max_pool2d", [&] {
       const auto kernel = layout == at::MemoryFormat::ChannelsLast ? max_pool2d_channels_last<scalar_t>
