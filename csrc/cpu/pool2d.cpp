@@ -211,10 +211,14 @@ at::Tensor like_input(const at::Tensor& result, const at::Tensor& input) {
 }
 
 // NCHW input of 16 channels or more is max-pooled through a channels-last copy made by register transposes: the
-// channels-last kernel's vectors along the channels beat the planes kernel's strided rows (32 x 128 x 15 x 15,
-// 3x3 stride 2: 1.5 ms on planes, 0.41 through copies). Same values and indices either way.
+// channels-last kernel's vectors along the channels beat the planes kernel's short strided rows (3x3 stride 2:
+// 32 x 48 x 32 x 32 1.53 -> 0.54 ms, 32 x 128 x 15 x 15 1.5 -> 0.25). Only for inputs up to 16 MB: a copy near
+// glibc's 32 MB mmap ceiling is fresh, faulting memory on every call (64 x 128 x 32 x 32: 3.1 -> 6.3 ms; 32 x 64 x
+// 112 x 112: 34 -> 65). Same values and indices either way.
 bool pool_through_channels_last(const at::Tensor& x, const Pool2dShape& s) {
-  return x.scalar_type() == at::kFloat && x.is_contiguous() && s.c >= kLanes && kernels::cpu_has_avx512();
+  constexpr int64_t kMaxCopyBytes = 16 << 20;
+  return x.scalar_type() == at::kFloat && x.is_contiguous() && s.c >= kLanes &&
+         x.numel() * int64_t(sizeof(float)) <= kMaxCopyBytes && kernels::cpu_has_avx512();
 }
 
 std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_size,
