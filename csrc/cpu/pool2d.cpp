@@ -228,17 +228,12 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input, a
   const auto s = check_pool2d("max_pool2d", input, p);
   auto layout = layout_of(input);
   auto x = for_kernels(input, layout);
-  const bool transposed = s.n > 0 && layout == at::MemoryFormat::Contiguous && pool_through_channels_last(x, s);
-  if (transposed) {
+  if (s.n > 0 && layout == at::MemoryFormat::Contiguous && pool_through_channels_last(x, s)) {
     x = channels_last_copy<float>(x);
     layout = at::MemoryFormat::ChannelsLast;
   }
   auto out = at::empty({s.n, s.c, s.ho, s.wo}, x.options().memory_format(layout));
   auto indices = at::empty({s.n, s.c, s.ho, s.wo}, x.options().dtype(at::kLong).memory_format(layout));
-  if (transposed) {
-    max_pool2d_channels_last(x.data_ptr<float>(), out.data_ptr<float>(), indices.data_ptr<int64_t>(), s, p);
-    return {like_input(out, input), indices.contiguous()};
-  }
   if (s.n > 0) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "cnnext_max_pool2d", [&] {
       const auto kernel = layout == at::MemoryFormat::ChannelsLast ? max_pool2d_channels_last<scalar_t>
@@ -246,7 +241,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input, a
       kernel(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), s, p);
     });
   }
-  return {like_input(out, input), indices};
+  return {like_input(out, input), indices.contiguous(input.suggest_memory_format())};
 }
 
 at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& indices,

@@ -6,6 +6,7 @@
 // give the same bits.
 #include <ATen/Parallel.h>
 
+#include "conv_layout.h"
 #include "pool2d_windows.h"
 
 namespace cnnext::cpu {
@@ -85,8 +86,6 @@ CNNEXT_ALONG_CHANNELS void spread_column(const T* grad_output, int64_t wo, int64
     for (int64_t k = 0; k < width; ++k) gx[k] += row_grad[k];
   }
 }
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Channels per backward task: whole images when there are enough for the threads, else blocks of channels
 // (multiples of 16) that give every thread work.
